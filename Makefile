@@ -5,7 +5,7 @@ TORCH_VERSION ?= 2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test bench clean
+.PHONY: install test bench proto serve clean
 
 install: $(STAMP)
 
@@ -14,11 +14,18 @@ install: $(STAMP)
 $(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e client -e server -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -e 'client[preview]' -e server -r requirements-dev.txt
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The server on loopback with the embedded defaults (CUDA when present, else CPU).
+serve: $(STAMP)
+	$(BIN)/heatmap-server serve --host 127.0.0.1 --port 50051
+
+proto: $(STAMP)
+	$(BIN)/python proto/generate.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/render.py

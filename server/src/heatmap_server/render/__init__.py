@@ -4,7 +4,7 @@
 the two 1D profiles per keypoint that the dense stack is the outer product of.
 """
 
-from .dense import RenderResult, render_heatmaps
+from .dense import RenderResult, heatmaps_from_args, render_heatmaps
 from .kernels import clear_table_cache, table_cache_info
 from .profiles import Profiles, heatmap_coordinates, profiles_from_args, render_profiles
 from .validate import COORDS, DTYPES, METHODS, RenderArgs, check_render_args
@@ -19,6 +19,7 @@ __all__ = [
     "check_render_args",
     "clear_table_cache",
     "heatmap_coordinates",
+    "heatmaps_from_args",
     "profiles_from_args",
     "render_heatmaps",
     "render_profiles",

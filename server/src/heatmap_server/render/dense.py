@@ -14,10 +14,11 @@ from typing import Any, NamedTuple
 import torch
 
 from .profiles import profiles_from_args
-from .validate import check_render_args
+from .validate import RenderArgs, check_render_args
 
 __all__ = [
     "RenderResult",
+    "heatmaps_from_args",
     "render_heatmaps",
 ]
 
@@ -121,6 +122,11 @@ def render_heatmaps(
         visibility=visibility,
         dtype=dtype,
     )
+    return heatmaps_from_args(args, out)
+
+
+def heatmaps_from_args(args: RenderArgs, out: torch.Tensor | None = None) -> RenderResult:
+    """:func:`render_heatmaps` on already checked arguments (``out`` is still checked)."""
     batch, _, num_keypoints, _ = args.keypoints.shape
     height, width = args.size
     shape = (batch, num_keypoints, height, width)
@@ -131,8 +137,10 @@ def render_heatmaps(
         _check_out(out, shape, args.dtype, device)
     profiles = profiles_from_args(args)
     # (B, N, K, L) -> (B * K, N, L) so that every (sample, keypoint) is one output channel.
-    rows = profiles.rows.transpose(1, 2).reshape(batch * num_keypoints, -1, height)
-    cols = profiles.cols.transpose(1, 2).reshape(batch * num_keypoints, -1, width)
+    # The instance count is spelled out: reshape() cannot infer a -1 when B * K is 0.
+    instances = profiles.rows.shape[1]
+    rows = profiles.rows.transpose(1, 2).reshape(batch * num_keypoints, instances, height)
+    cols = profiles.cols.transpose(1, 2).reshape(batch * num_keypoints, instances, width)
     flat_out = out.view(batch * num_keypoints, height, width)
     if out.dtype == torch.float32 or device.type != "cpu":
         _outer_max(rows, cols, flat_out)

@@ -76,8 +76,9 @@ def heatmap_coordinates(args: RenderArgs) -> torch.Tensor:
 
 def _sigma_slots(args: RenderArgs) -> tuple[tuple[float, ...], list[int]]:
     distinct = tuple(dict.fromkeys(args.sigmas))
-    if len(distinct) == 1:
-        return distinct, [0]
+    if len(distinct) <= 1:
+        # K == 0 with sigma == []: no keypoint reads the table, any one sigma builds it.
+        return distinct or (1.0,), [0]
     position = {sigma: slot for slot, sigma in enumerate(distinct)}
     return distinct, [position[sigma] for sigma in args.sigmas]
 
@@ -108,7 +109,8 @@ def _windowed(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor):
     profiles = []
     for axis, table in enumerate(tables):
         row = torch.where(drawn, rows[axis], table.empty_row)
-        gathered = table.rows.index_select(0, row.reshape(-1)).view(*row.shape, -1)
+        length = table.rows.shape[1]  # not -1: view() cannot infer it when B, N or K is 0
+        gathered = table.rows.index_select(0, row.reshape(-1)).view(*row.shape, length)
         if kind == "offset":
             # UDP: exp(-(d - f)^2 / (2 sigma^2)) with d the distance from the kernel centre and
             # f = u - mu the sub-pixel offset. +inf outside the window gives exactly 0.

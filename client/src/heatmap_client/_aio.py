@@ -1,0 +1,152 @@
+"""``AsyncHeatmapClient``: the asyncio twin of :class:`HeatmapClient` on ``grpc.aio``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from heatmap.v1 import heatmap_pb2 as pb
+from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
+
+from ._channel import channel_options, credentials, metadata
+from ._errors import HeatmapError
+from ._messages import RenderResult, build_request, result_from_chunks
+
+__all__ = ["AsyncHeatmapClient"]
+
+
+class AsyncHeatmapClient:
+    """Renders heatmaps on a remote server from asyncio code; arguments as :class:`HeatmapClient`."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+    ):
+        self.target = target
+        self.timeout = timeout
+        self._token = token
+        self._tls = (tls_ca, tls_cert, tls_key)
+        credentials(*self._tls)
+        self._channel: grpc.aio.Channel | None = None
+        self._pid: int | None = None
+
+    def _open(self) -> grpc.aio.Channel:
+        if self._channel is None or self._pid != os.getpid():
+            creds = credentials(*self._tls)
+            if creds is None:
+                self._channel = grpc.aio.insecure_channel(self.target, options=channel_options())
+            else:
+                self._channel = grpc.aio.secure_channel(self.target, creds, options=channel_options())
+            self._pid = os.getpid()
+        return self._channel
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self.timeout if timeout is None else timeout
+
+    async def render(
+        self,
+        keypoints: Any,
+        *,
+        timeout: float | None = None,
+        keep_dtype: bool = False,
+        out: np.ndarray | None = None,
+        **options: Any,
+    ) -> RenderResult:
+        """Renders one batch; keyword arguments as :meth:`HeatmapClient.render`."""
+        request = build_request(keypoints, **options)
+        stub = pb_grpc.HeatmapRendererStub(self._open())
+        call = stub.Render(request, timeout=self._timeout(timeout), metadata=metadata(self._token))
+        try:
+            chunks = [chunk async for chunk in call]
+        except grpc.RpcError as error:
+            raise HeatmapError.from_rpc_error(error) from None
+        return result_from_chunks(chunks, keep_dtype=keep_dtype, out=out)
+
+    async def render_many(
+        self, requests: Iterable[dict[str, Any]], *, window: int = 4, timeout: float | None = None
+    ) -> AsyncIterator[RenderResult]:
+        """Pipelines batches over one ``RenderStream`` with at most ``window`` in flight."""
+        if window < 1:
+            raise ValueError(f"window: must be >= 1, got {window}")
+        slots = asyncio.Semaphore(window)
+        pending: list[dict[str, Any]] = []
+        stub = pb_grpc.HeatmapRendererStub(self._open())
+        call = stub.RenderStream(timeout=self._timeout(timeout), metadata=metadata(self._token))
+
+        async def write() -> None:
+            for request_id, options in enumerate(requests):
+                options = dict(options)
+                result_options = {k: options.pop(k) for k in ("keep_dtype", "out") if k in options}
+                request = build_request(request_id=request_id, **options)
+                await slots.acquire()
+                pending.append(result_options)
+                await call.write(request)
+            await call.done_writing()
+
+        writer = asyncio.ensure_future(write())
+        try:
+            chunks: list[pb.RenderChunk] = []
+            expected = 0
+            async for chunk in call:
+                chunks.append(chunk)
+                if not chunk.last:
+                    continue
+                result = result_from_chunks(chunks, **pending.pop(0))
+                chunks = []
+                if result.request_id != expected:
+                    raise HeatmapError(
+                        grpc.StatusCode.DATA_LOSS,
+                        f"reply for request {result.request_id} arrived, expected {expected}",
+                    )
+                expected += 1
+                slots.release()
+                yield result
+            await writer
+        except grpc.RpcError as error:
+            raise HeatmapError.from_rpc_error(error) from None
+        finally:
+            writer.cancel()
+            call.cancel()
+
+    async def info(self, timeout: float | None = None) -> pb.ServerInfo:
+        stub = pb_grpc.HeatmapRendererStub(self._open())
+        try:
+            return await stub.GetServerInfo(
+                pb.GetServerInfoRequest(),
+                timeout=self._timeout(timeout),
+                metadata=metadata(self._token),
+            )
+        except grpc.RpcError as error:
+            raise HeatmapError.from_rpc_error(error) from None
+
+    async def health(self, service: str = "", timeout: float | None = 5.0) -> str:
+        stub = health_pb2_grpc.HealthStub(self._open())
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError as error:
+            raise HeatmapError.from_rpc_error(error) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    async def close(self) -> None:
+        if self._channel is not None and self._pid == os.getpid():
+            await self._channel.close()
+        self._channel = None
+
+    async def __aenter__(self) -> AsyncHeatmapClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

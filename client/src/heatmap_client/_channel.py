@@ -1,0 +1,74 @@
+"""Channel settings shared by the sync and asyncio clients: service config, credentials, options.
+
+Targets may be ``host:port``, ``dns:///name:port`` or ``ipv4:a:p,b:p``; the service config asks for
+``round_robin`` over every resolved address and retries ``UNAVAILABLE`` with backoff, so replicas
+and restarts are handled by gRPC itself rather than by loops in this client.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+__all__ = [
+    "channel_options",
+    "credentials",
+    "metadata",
+]
+
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [
+        {
+            "name": [{"service": "heatmap.v1.HeatmapRenderer"}, {"service": "grpc.health.v1.Health"}],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
+
+# Replies arrive in chunks of at most 1 MiB plus the weights; requests can be larger than the
+# 4 MiB default for big batches.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def channel_options() -> list[tuple[str, Any]]:
+    return [
+        ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+    ]
+
+
+def _read(path: str | Path | None) -> bytes | None:
+    return None if path is None else Path(path).read_bytes()
+
+
+def credentials(
+    tls_ca: str | Path | None, tls_cert: str | Path | None, tls_key: str | Path | None
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials when any TLS file is given (``tls_cert``/``tls_key`` for mutual TLS)."""
+    if tls_ca is None and tls_cert is None and tls_key is None:
+        return None
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("tls_cert: mutual TLS needs both tls_cert and tls_key")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(tls_ca),
+        private_key=_read(tls_key),
+        certificate_chain=_read(tls_cert),
+    )
+
+
+def metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
+    return None if token is None else (("authorization", f"Bearer {token}"),)

@@ -1,0 +1,235 @@
+"""``HeatmapClient``: the synchronous client a DataLoader worker holds.
+
+The channel opens lazily and again in any process whose pid differs from the one that opened it,
+so a client made in the parent keeps working in forked or spawned workers (gRPC channels do not
+survive fork, and ``GRPC_ENABLE_FORK_SUPPORT`` hangs forked children). It pickles without its
+channel.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from heatmap.v1 import heatmap_pb2 as pb
+from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
+
+from ._channel import channel_options, credentials, metadata
+from ._errors import HeatmapError
+from ._messages import RenderResult, build_request, result_from_chunks
+
+__all__ = ["HeatmapClient"]
+
+_RESULT_OPTIONS = ("keep_dtype", "out")
+
+
+class HeatmapClient:
+    """Renders heatmaps on a remote server.
+
+    Args:
+        target: ``host:port``, ``dns:///name:port`` or ``ipv4:a:p,b:p``.
+        timeout: default deadline in seconds for every call (None: no deadline).
+        token: bearer token sent as ``authorization: Bearer <token>``.
+        tls_ca, tls_cert, tls_key: PEM files; any of them switches to TLS (cert+key: mutual TLS).
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+    ):
+        self.target = target
+        self.timeout = timeout
+        self._token = token
+        self._tls = (tls_ca, tls_cert, tls_key)
+        credentials(*self._tls)  # fail now, not at the first call, on a bad TLS setup
+        self._channel: grpc.Channel | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HeatmapClient({self.target!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_channel=None, _pid=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _open(self) -> grpc.Channel:
+        with self._lock:
+            if self._channel is None or self._pid != os.getpid():
+                # An inherited channel belongs to the parent's threads: abandon it, never close it.
+                creds = credentials(*self._tls)
+                if creds is None:
+                    self._channel = grpc.insecure_channel(self.target, options=channel_options())
+                else:
+                    self._channel = grpc.secure_channel(self.target, creds, options=channel_options())
+                self._pid = os.getpid()
+            return self._channel
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self.timeout if timeout is None else timeout
+
+    def render(
+        self,
+        keypoints: Any,
+        *,
+        size: tuple[int, int],
+        sigma: Any,
+        method: str = "msra",
+        coords: str = "heatmap",
+        input_size: tuple[int, int] | None = None,
+        visibility: Any = None,
+        dtype: str = "float32",
+        codec: str = "zstd",
+        timeout: float | None = None,
+        keep_dtype: bool = False,
+        out: np.ndarray | None = None,
+    ) -> RenderResult:
+        """Renders one batch; arguments as ``heatmap_server.render.render_heatmaps``.
+
+        ``dtype`` is the wire dtype (``float32``, ``float16``, ``bfloat16``, ``uint16``, ``uint8``);
+        results are float32 unless ``keep_dtype``. ``out`` receives the heatmaps in place.
+
+        Raises:
+            HeatmapError: with the server's status code and message.
+            ValueError: for arguments the client can reject before sending.
+        """
+        request = build_request(
+            keypoints,
+            size=size,
+            sigma=sigma,
+            method=method,
+            coords=coords,
+            input_size=input_size,
+            visibility=visibility,
+            dtype=dtype,
+            codec=codec,
+        )
+        stub = pb_grpc.HeatmapRendererStub(self._open())
+        try:
+            call = stub.Render(
+                request, timeout=self._timeout(timeout), metadata=metadata(self._token)
+            )
+            return result_from_chunks(call, keep_dtype=keep_dtype, out=out)
+        except grpc.RpcError as error:
+            raise HeatmapError.from_rpc_error(error) from None
+
+    def render_many(
+        self,
+        requests: Iterable[dict[str, Any]],
+        *,
+        window: int = 4,
+        timeout: float | None = None,
+    ) -> Iterator[RenderResult]:
+        """Pipelines many batches over one ``RenderStream``; yields results in request order.
+
+        Each item holds :meth:`render`'s keyword arguments (``keypoints``, ``size``, ``sigma``, ...,
+        optionally ``keep_dtype`` and ``out``). At most ``window`` requests are in flight, so the
+        server renders and encodes the next batches while this process decodes the current one.
+        """
+        if window < 1:
+            raise ValueError(f"window: must be >= 1, got {window}")
+        slots = threading.Semaphore(window)
+        pending: list[dict[str, Any]] = []
+        lock = threading.Lock()
+        finished = threading.Event()
+        # gRPC consumes the request iterator on its own thread: a bad request is kept here and
+        # re-raised to the caller once the replies before it have been delivered.
+        request_errors: list[Exception] = []
+
+        def outgoing() -> Iterator[pb.RenderRequest]:
+            for request_id, options in enumerate(requests):
+                options = dict(options)
+                result_options = {key: options.pop(key) for key in _RESULT_OPTIONS if key in options}
+                try:
+                    request = build_request(request_id=request_id, **options)
+                except Exception as error:  # noqa: BLE001 - re-raised in the caller's thread
+                    request_errors.append(error)
+                    return
+                while not slots.acquire(timeout=0.1):
+                    if finished.is_set():
+                        return
+                with lock:
+                    pending.append(result_options)
+                yield request
+
+        stub = pb_grpc.HeatmapRendererStub(self._open())
+        call = stub.RenderStream(
+            outgoing(), timeout=self._timeout(timeout), metadata=metadata(self._token)
+        )
+        try:
+            expected = 0
+            chunks: list[pb.RenderChunk] = []
+            for chunk in call:
+                chunks.append(chunk)
+                if not chunk.last:
+                    continue
+                with lock:
+                    result_options = pending.pop(0)
+                result = result_from_chunks(chunks, **result_options)
+                chunks = []
+                if result.request_id != expected:
+                    raise HeatmapError(
+                        grpc.StatusCode.DATA_LOSS,
+                        f"reply for request {result.request_id} arrived, expected {expected}",
+                    )
+                expected += 1
+                slots.release()
+                yield result
+            if request_errors:
+                raise request_errors[0]
+        except grpc.RpcError as error:
+            raise HeatmapError.from_rpc_error(error) from None
+        finally:
+            finished.set()
+            call.cancel()
+
+    def info(self, timeout: float | None = None) -> pb.ServerInfo:
+        """The server's version, device, methods, codecs, dtypes and limits."""
+        stub = pb_grpc.HeatmapRendererStub(self._open())
+        try:
+            return stub.GetServerInfo(
+                pb.GetServerInfoRequest(),
+                timeout=self._timeout(timeout),
+                metadata=metadata(self._token),
+            )
+        except grpc.RpcError as error:
+            raise HeatmapError.from_rpc_error(error) from None
+
+    def health(self, service: str = "", timeout: float | None = 5.0) -> str:
+        """The health status name (``SERVING``, ``NOT_SERVING``, ...) of ``service``."""
+        stub = health_pb2_grpc.HealthStub(self._open())
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError as error:
+            raise HeatmapError.from_rpc_error(error) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None and self._pid == os.getpid():
+                self._channel.close()
+            self._channel = None
+
+    def __enter__(self) -> HeatmapClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

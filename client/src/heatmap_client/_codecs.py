@@ -1,0 +1,186 @@
+"""Wire codecs: symmetric encode/decode pairs, registered by the proto ``Codec`` enum.
+
+A codec packs a sequence of little-endian arrays into one payload and unpacks it into
+preallocated arrays of the same shapes, so the receiver never allocates a second copy:
+
+- ``zstd``: one zstd frame (level 3, content size and checksum in the frame) of the arrays' bytes.
+- ``none``: the arrays' bytes as they are.
+- ``separable``: ``zstd`` packing of the two float32 profile arrays ``rows (B, N, K, H)`` and
+  ``cols (B, N, K, W)`` instead of the dense tensor; :func:`rebuild_dense` multiplies them out.
+
+Compressor objects are reused, one per thread (zstd contexts are not thread-safe).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import zstandard
+
+from heatmap.v1 import heatmap_pb2 as pb
+
+__all__ = [
+    "CODECS",
+    "Codec",
+    "CodecError",
+    "codec_by_name",
+    "rebuild_dense",
+]
+
+ZSTD_LEVEL = 3
+
+
+class CodecError(ValueError):
+    """A payload that does not decode to the announced arrays (corrupt, truncated or too long)."""
+
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    compressor = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = zstandard.ZstdCompressor(
+            level=ZSTD_LEVEL, write_content_size=True, write_checksum=True
+        )
+        _local.compressor = compressor
+    return compressor
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    decompressor = getattr(_local, "decompressor", None)
+    if decompressor is None:
+        decompressor = zstandard.ZstdDecompressor()
+        _local.decompressor = decompressor
+    return decompressor
+
+
+def _byte_view(array: np.ndarray) -> memoryview:
+    if not array.flags.c_contiguous:
+        raise ValueError("arrays on the wire must be C-contiguous")
+    if array.size == 0:
+        return memoryview(b"")  # memoryview cannot cast a shape with zeros
+    return memoryview(array.reshape(-1)).cast("B")
+
+
+def _encode_raw(arrays: Sequence[np.ndarray]) -> bytes:
+    return b"".join(_byte_view(array) for array in arrays)
+
+
+def _decode_raw(pieces: Iterable[bytes], outs: Sequence[np.ndarray]) -> None:
+    targets = [_byte_view(out) for out in outs]
+    target, position = 0, 0
+    for piece in pieces:
+        piece = memoryview(piece)
+        while piece.nbytes:
+            if target == len(targets):
+                raise CodecError("payload: longer than the announced tensor")
+            view = targets[target]
+            take = min(piece.nbytes, view.nbytes - position)
+            view[position : position + take] = piece[:take]
+            piece = piece[take:]
+            position += take
+            if position == view.nbytes:
+                target, position = target + 1, 0
+    while target < len(targets) and targets[target].nbytes == 0:
+        target += 1
+    if target != len(targets):
+        raise CodecError("payload: shorter than the announced tensor")
+
+
+def _encode_zstd(arrays: Sequence[np.ndarray]) -> bytes:
+    compressor = _compressor()
+    if len(arrays) == 1:
+        return compressor.compress(_byte_view(arrays[0]))
+    total = sum(array.nbytes for array in arrays)
+    stream = compressor.compressobj(size=total)
+    parts = [stream.compress(_byte_view(array)) for array in arrays]
+    parts.append(stream.flush())
+    return b"".join(parts)
+
+
+class _PieceReader:
+    """A read()-able view over the payload pieces, for zstd's stream_reader (no concatenation)."""
+
+    def __init__(self, pieces: Iterable[bytes]):
+        self._pieces = iter(pieces)
+
+    def read(self, size: int = -1) -> bytes:
+        return next(self._pieces, b"")
+
+
+def _decode_zstd(pieces: Iterable[bytes], outs: Sequence[np.ndarray]) -> None:
+    reader = _decompressor().stream_reader(_PieceReader(pieces), read_across_frames=False)
+    try:
+        for out in outs:
+            view = _byte_view(out)
+            filled = 0
+            while filled < view.nbytes:
+                got = reader.readinto(view[filled:])
+                if got == 0:
+                    raise CodecError("payload: zstd frame shorter than the announced tensor")
+                filled += got
+        if reader.read(1):
+            raise CodecError("payload: zstd frame longer than the announced tensor")
+    except zstandard.ZstdError as error:
+        raise CodecError(f"payload: corrupt zstd frame ({error})") from None
+    finally:
+        reader.close()
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A wire codec: its proto value, name, the packing pair and whether it ships profiles."""
+
+    proto: int
+    name: str
+    encode: Callable[[Sequence[np.ndarray]], bytes]
+    decode: Callable[[Iterable[bytes], Sequence[np.ndarray]], None]
+    separable: bool = False
+
+
+CODECS: dict[int, Codec] = {
+    pb.CODEC_ZSTD: Codec(pb.CODEC_ZSTD, "zstd", _encode_zstd, _decode_zstd),
+    pb.CODEC_NONE: Codec(pb.CODEC_NONE, "none", _encode_raw, _decode_raw),
+    pb.CODEC_SEPARABLE: Codec(
+        pb.CODEC_SEPARABLE, "separable", _encode_zstd, _decode_zstd, separable=True
+    ),
+}
+CODECS[pb.CODEC_UNSPECIFIED] = CODECS[pb.CODEC_ZSTD]
+
+_BY_NAME = {codec.name: codec for codec in CODECS.values()}
+
+
+def codec_by_name(name: str) -> Codec:
+    """The codec called ``name`` (``zstd``, ``none``, ``separable``)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"codec: expected one of {', '.join(_BY_NAME)}, got {name!r}") from None
+
+
+def rebuild_dense(rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Dense float32 heatmaps from separable profiles: one einsum, then max over instances.
+
+    Args:
+        rows: ``(B, N, K, H)`` float32; cols: ``(B, N, K, W)`` float32.
+        out: optional ``(B, K, H, W)`` float32 array to write into.
+
+    Returns:
+        ``(B, K, H, W)`` float32, ``max_n rows[:, n, :, :, None] * cols[:, n, :, None, :]``.
+    """
+    batch, instances, keypoints, height = rows.shape
+    width = cols.shape[-1]
+    if out is None:
+        out = np.empty((batch, keypoints, height, width), dtype=np.float32)
+    if instances == 0:
+        out.fill(0)
+    elif instances == 1:
+        np.einsum("bky,bkx->bkyx", rows[:, 0], cols[:, 0], out=out)
+    else:
+        np.max(np.einsum("bnky,bnkx->bnkyx", rows, cols), axis=1, out=out)
+    return out

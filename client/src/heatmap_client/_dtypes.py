@@ -1,0 +1,89 @@
+"""The one table of wire dtypes, and their exact numpy conversions to and from float32.
+
+numpy has no bfloat16, so bfloat16 travels and is held as its raw ``uint16`` bits; converting it
+to float32 is a 16-bit shift, exact. Fixed-point dtypes store ``round_half_even(v * scale)``.
+Server (torch, on its device) and client (numpy) produce the same bits for the same float32 input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from heatmap.v1 import heatmap_pb2 as pb
+
+__all__ = [
+    "DTYPES",
+    "WireDType",
+    "dequantize",
+    "dtype_by_name",
+    "quantize",
+]
+
+
+@dataclass(frozen=True)
+class WireDType:
+    """A heatmap element type as it travels: its proto value, name and little-endian storage."""
+
+    proto: int
+    name: str
+    storage: np.dtype
+    # v = q / scale for fixed point; None for floating types.
+    scale: int | None = None
+
+    @property
+    def itemsize(self) -> int:
+        return self.storage.itemsize
+
+
+DTYPES: dict[int, WireDType] = {
+    pb.DTYPE_FLOAT32: WireDType(pb.DTYPE_FLOAT32, "float32", np.dtype("<f4")),
+    pb.DTYPE_FLOAT16: WireDType(pb.DTYPE_FLOAT16, "float16", np.dtype("<f2")),
+    pb.DTYPE_BFLOAT16: WireDType(pb.DTYPE_BFLOAT16, "bfloat16", np.dtype("<u2")),
+    pb.DTYPE_UINT16: WireDType(pb.DTYPE_UINT16, "uint16", np.dtype("<u2"), scale=65535),
+    pb.DTYPE_UINT8: WireDType(pb.DTYPE_UINT8, "uint8", np.dtype("u1"), scale=255),
+}
+DTYPES[pb.DTYPE_UNSPECIFIED] = DTYPES[pb.DTYPE_FLOAT32]
+
+_BY_NAME = {wire.name: wire for wire in DTYPES.values()}
+
+
+def dtype_by_name(name: str) -> WireDType:
+    """The wire dtype called ``name`` (``float32``, ``float16``, ``bfloat16``, ``uint16``, ``uint8``)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"dtype: expected one of {', '.join(_BY_NAME)}, got {name!r}") from None
+
+
+def _bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    # Round to nearest even on the 16 bits that are dropped (heatmaps hold no NaN).
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounding = ((bits >> 16) & 1) + 0x7FFF
+    return ((bits + rounding) >> 16).astype(np.uint16)
+
+
+def quantize(values: np.ndarray, wire: WireDType) -> np.ndarray:
+    """float32 values -> the storage array of ``wire`` (what the server sends for them)."""
+    if wire.name == "float32":
+        return np.ascontiguousarray(values, dtype=np.float32)
+    if wire.name == "float16":
+        return values.astype(np.float16)
+    if wire.name == "bfloat16":
+        return _bfloat16_bits(values)
+    scaled = np.multiply(values, np.float32(wire.scale), dtype=np.float32)
+    return np.rint(scaled).astype(wire.storage)
+
+
+def dequantize(stored: np.ndarray, wire: WireDType, out: np.ndarray | None = None) -> np.ndarray:
+    """The storage array of ``wire`` -> float32 (into ``out`` when given)."""
+    if out is None:
+        out = np.empty(stored.shape, dtype=np.float32)
+    if wire.name == "bfloat16":
+        np.left_shift(stored, 16, out=out.view(np.uint32), dtype=np.uint32)
+    elif wire.scale is not None:
+        np.divide(stored, np.float32(wire.scale), out=out, dtype=np.float32)
+    else:
+        np.copyto(out, stored, casting="same_kind")
+    return out

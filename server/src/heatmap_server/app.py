@@ -1,0 +1,170 @@
+"""The application: configuration (flags and ``HEATMAP_*`` variables), start-up and shutdown.
+
+``heatmap-server serve`` (or ``python -m heatmap_server``) starts a grpc.aio server with the
+renderer service, ``grpc.health.v1`` and server reflection. SIGTERM or SIGINT sets health to
+NOT_SERVING, refuses new calls and lets in-flight calls finish within ``--grace-s``; exit code 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from typing import Any
+
+import grpc
+import torch
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from heatmap.v1 import heatmap_pb2 as pb
+from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
+
+from . import __version__
+from .service import HeatmapRendererService, ServiceLimits
+from .worker import DeviceWorker, resolve_device
+
+__all__ = [
+    "ServerConfig",
+    "main",
+    "parse_config",
+    "serve",
+]
+
+log = logging.getLogger("heatmap_server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["HeatmapRenderer"].full_name
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Every server setting; each is a ``--flag`` and a ``HEATMAP_<NAME>`` variable."""
+
+    host: str = "0.0.0.0"
+    port: int = 50051
+    device: str = "auto"
+    encode_threads: int = 2
+    torch_threads: int = 0
+    max_output_elements: int = ServiceLimits.max_output_elements
+    max_request_bytes: int = ServiceLimits.max_request_bytes
+    max_side: int = ServiceLimits.max_side
+    grace_s: float = 10.0
+    log_level: str = "INFO"
+
+
+_HELP = {
+    "host": "address to listen on",
+    "port": "gRPC port (0 picks a free one and logs it)",
+    "device": "auto (CUDA when present, else CPU), cpu, cuda or cuda:N",
+    "encode_threads": "threads compressing replies (zstd releases the GIL)",
+    "torch_threads": "torch intra-op threads on CPU (0 keeps torch's default)",
+    "max_output_elements": "largest B*K*H*W per request (RESOURCE_EXHAUSTED beyond)",
+    "max_request_bytes": "largest request message in bytes",
+    "max_side": "largest heatmap side in pixels",
+    "grace_s": "seconds in-flight calls get to finish on SIGTERM",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def env_name(field: str) -> str:
+    return "HEATMAP_" + field.upper()
+
+
+def parse_config(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> ServerConfig:
+    """Builds the configuration: flags win over ``HEATMAP_*`` variables, which win over defaults."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog="heatmap-server", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    serve_parser = commands.add_parser("serve", help="run the gRPC server")
+    for spec in fields(ServerConfig):
+        kind = type(spec.default)
+        default: Any = spec.default
+        if env_name(spec.name) in environ:
+            try:
+                default = kind(environ[env_name(spec.name)])
+            except ValueError:
+                parser.error(f"{env_name(spec.name)}: expected {kind.__name__}")
+        serve_parser.add_argument(
+            "--" + spec.name.replace("_", "-"),
+            type=kind,
+            default=default,
+            help=f"{_HELP[spec.name]} (env {env_name(spec.name)}, default {spec.default!r})",
+        )
+    parser.add_argument("--version", action="version", version=f"heatmap-server {__version__}")
+    args = parser.parse_args(["serve"] if not argv else argv)
+    return ServerConfig(**{spec.name: getattr(args, spec.name) for spec in fields(ServerConfig)})
+
+
+def _server_options(limits: ServiceLimits) -> list[tuple[str, Any]]:
+    # Replies are chunked, so the send limit only needs a chunk plus the weights (at most half of
+    # the largest request's bytes) and framing.
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", limits.max_request_bytes),
+        ("grpc.max_send_message_length", limits.chunk_bytes + limits.max_request_bytes + 65536),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
+    """Runs the server until SIGTERM/SIGINT, then shuts down gracefully."""
+    device = resolve_device(config.device)
+    if config.torch_threads > 0:
+        torch.set_num_threads(config.torch_threads)
+    limits = ServiceLimits(
+        max_output_elements=config.max_output_elements,
+        max_request_bytes=config.max_request_bytes,
+        max_side=config.max_side,
+    )
+    worker = DeviceWorker(device)
+    encoders = ThreadPoolExecutor(max_workers=config.encode_threads, thread_name_prefix="encode")
+    server = grpc.aio.server(options=_server_options(limits))
+    pb_grpc.add_HeatmapRendererServicer_to_server(
+        HeatmapRendererService(worker, encoders, limits), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        raise SystemExit(f"heatmap-server: cannot listen on {config.host}:{config.port}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("heatmap-server %s listening on %s:%d (device %s)", __version__, config.host, port, device)
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    if ready is not None:
+        ready.set()
+    await stopping.wait()
+    log.info("shutting down: NOT_SERVING, %.1f s grace for in-flight calls", config.grace_s)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(config.grace_s)
+    worker.close()
+    encoders.shutdown(wait=True)
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    asyncio.run(serve(config))

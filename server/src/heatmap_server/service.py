@@ -1,0 +1,304 @@
+"""The gRPC servicer: the only place that converts between protobuf messages and the renderer.
+
+A request is checked field by field on the event loop (cheap), rendered on the device worker,
+encoded on the encoder pool, and streamed back in chunks of at most ``chunk_bytes``. Bad input
+ends the call with ``INVALID_ARGUMENT`` and a ``google.rpc.BadRequest`` naming the field; limits
+end it with ``RESOURCE_EXHAUSTED``. The server itself never fails on a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import grpc
+import torch
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from heatmap.v1 import heatmap_pb2 as pb
+from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
+from heatmap_client._codecs import CODECS, Codec
+from heatmap_client._dtypes import DTYPES
+from heatmap_client._tensors import array_from_tensor, tensor_from_array
+
+from . import __version__
+from .render import check_render_args
+from .worker import DeviceWorker, Rendered, RenderJob, render_dtype
+
+__all__ = [
+    "HeatmapRendererService",
+    "ServiceLimits",
+]
+
+log = logging.getLogger(__name__)
+
+METHOD_NAMES = {
+    pb.METHOD_UNSPECIFIED: "msra",
+    pb.METHOD_SEED: "seed",
+    pb.METHOD_MSRA: "msra",
+    pb.METHOD_UDP: "udp",
+    pb.METHOD_DARK: "dark",
+}
+COORDINATE_NAMES = {
+    pb.COORDINATE_SPACE_UNSPECIFIED: "heatmap",
+    pb.COORDINATE_SPACE_HEATMAP: "heatmap",
+    pb.COORDINATE_SPACE_PIXEL: "pixel",
+    pb.COORDINATE_SPACE_NORMALIZED: "normalized",
+}
+# RenderStream replies being rendered or encoded ahead of the one being sent.
+STREAM_WINDOW = 8
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Per-request limits; over them a request gets ``RESOURCE_EXHAUSTED``."""
+
+    max_output_elements: int = 64 * 1024 * 1024
+    max_request_bytes: int = 16 * 1024 * 1024
+    chunk_bytes: int = 1024 * 1024
+    max_side: int = 4096
+
+
+class RequestError(Exception):
+    """A request the service refuses: a status code, the field at fault and what was wrong."""
+
+    def __init__(self, code: grpc.StatusCode, field: str, description: str):
+        super().__init__(f"{field}: {description}")
+        self.code = code
+        self.field = field
+        self.description = description
+
+    @classmethod
+    def from_value_error(cls, error: ValueError) -> RequestError:
+        field, _, description = str(error).partition(": ")
+        return cls(grpc.StatusCode.INVALID_ARGUMENT, field, description or str(error))
+
+    def to_status(self, prefix: str = "") -> grpc.Status:
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=self.field, description=self.description
+        )
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+        status = status_pb2.Status(
+            code=getattr(code_pb2, self.code.name), message=prefix + str(self), details=[detail]
+        )
+        return rpc_status.to_status(status)
+
+
+def _invalid(field: str, description: str) -> RequestError:
+    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, field, description)
+
+
+def _known(table: dict, value: int, field: str):
+    if value not in table:
+        raise _invalid(field, f"unknown value {value}")
+    return table[value]
+
+
+def job_from_request(
+    request: pb.RenderRequest, limits: ServiceLimits, arrived: float
+) -> tuple[RenderJob, Codec]:
+    """Checks every field of ``request`` and converts it to a render job.
+
+    Raises:
+        RequestError: naming the field, INVALID_ARGUMENT or RESOURCE_EXHAUSTED.
+    """
+    method = _known(METHOD_NAMES, request.method, "method")
+    coords = _known(COORDINATE_NAMES, request.coordinate_space, "coordinate_space")
+    wire_dtype = _known(DTYPES, request.dtype, "dtype")
+    codec = _known(CODECS, request.codec, "codec")
+    for field in ("height", "width"):
+        side = getattr(request, field)
+        if side <= 0:
+            raise _invalid(field, f"must be > 0, got {side}")
+        if side > limits.max_side:
+            raise _invalid(field, f"{side} exceeds the server's largest side ({limits.max_side})")
+    if not request.HasField("keypoints"):
+        raise _invalid("keypoints", "required")
+    try:
+        keypoints = array_from_tensor(request.keypoints, "keypoints")
+        visibility = (
+            array_from_tensor(request.visibility, "visibility")
+            if request.HasField("visibility")
+            else None
+        )
+    except ValueError as error:
+        raise RequestError.from_value_error(error) from None
+    if keypoints.ndim in (3, 4):
+        batch, keypoint_count = keypoints.shape[0], keypoints.shape[-2]
+        elements = batch * keypoint_count * request.height * request.width
+        if elements > limits.max_output_elements:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "keypoints",
+                f"output of {elements} elements (B*K*H*W) exceeds the limit of "
+                f"{limits.max_output_elements}",
+            )
+    if request.sigmas and request.sigma:
+        raise _invalid("sigmas", "give either sigma or sigmas, not both")
+    sigma = list(request.sigmas) if request.sigmas else request.sigma
+    input_size = None
+    if coords == "pixel" or request.input_height or request.input_width:
+        input_size = (request.input_height, request.input_width)
+    try:
+        args = check_render_args(
+            keypoints,
+            (request.height, request.width),
+            sigma,
+            method=method,
+            coords=coords,
+            input_size=input_size,
+            visibility=visibility,
+            dtype=render_dtype(wire_dtype.name),
+        )
+    except ValueError as error:
+        raise RequestError.from_value_error(_proto_field_names(error)) from None
+    job = RenderJob(args=args, wire_dtype=wire_dtype.name, separable=codec.separable, arrived=arrived)
+    return job, codec
+
+
+def _proto_field_names(error: ValueError) -> ValueError:
+    """Renames the renderer's argument names to the request's field names."""
+    message = str(error)
+    for argument, field in (("size: ", "height: "), ("input_size: ", "input_height: ")):
+        if message.startswith(argument):
+            return ValueError(field + message[len(argument) :])
+    if message.startswith("sigma: ") and "per keypoint" in message:
+        return ValueError("sigmas: " + message[len("sigma: ") :])
+    return error
+
+
+def _chunks(
+    request_id: int,
+    rendered: Rendered,
+    payload: bytes,
+    header: pb.TensorHeader,
+    timings: pb.Timings,
+    chunk_bytes: int,
+) -> Iterator[pb.RenderChunk]:
+    view = memoryview(payload)
+    starts = range(0, max(len(payload), 1), chunk_bytes)
+    for index, start in enumerate(starts):
+        chunk = pb.RenderChunk(request_id=request_id, data=bytes(view[start : start + chunk_bytes]))
+        if index == 0:
+            chunk.header.CopyFrom(header)
+        if index == len(starts) - 1:
+            chunk.last = True
+            chunk.weights.CopyFrom(tensor_from_array(rendered.weights, "weights"))
+            chunk.timings.CopyFrom(timings)
+        yield chunk
+
+
+class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
+    """``heatmap.v1.HeatmapRenderer`` on one device worker and an encoder thread pool."""
+
+    def __init__(self, worker: DeviceWorker, encoders: Executor, limits: ServiceLimits):
+        self._worker = worker
+        self._encoders = encoders
+        self._limits = limits
+
+    async def _reply(
+        self, request: pb.RenderRequest, job: RenderJob, codec: Codec
+    ) -> list[pb.RenderChunk]:
+        rendered = await self._worker.render(job)
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        payload = await loop.run_in_executor(self._encoders, codec.encode, rendered.arrays)
+        encoded = time.perf_counter()
+        args = job.args
+        header = pb.TensorHeader(
+            shape=[args.batch, args.num_keypoints, *args.size],
+            dtype=DTYPES[request.dtype].proto,
+            codec=codec.proto,
+            payload_bytes=len(payload),
+            decoded_bytes=sum(array.nbytes for array in rendered.arrays),
+            instances=rendered.instances,
+        )
+        timings = pb.Timings(
+            queue_us=rendered.queue_us,
+            render_us=rendered.render_us,
+            encode_us=int((encoded - started) * 1e6),
+            total_us=int((encoded - job.arrived) * 1e6),
+            coalesced_requests=rendered.coalesced_requests,
+        )
+        return list(
+            _chunks(request.request_id, rendered, payload, header, timings, self._limits.chunk_bytes)
+        )
+
+    async def Render(
+        self, request: pb.RenderRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RenderChunk]:
+        try:
+            job, codec = job_from_request(request, self._limits, time.perf_counter())
+        except RequestError as error:
+            await context.abort_with_status(error.to_status())
+            return
+        for chunk in await self._reply(request, job, codec):
+            yield chunk
+
+    async def RenderStream(
+        self, request_iterator: AsyncIterator[pb.RenderRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RenderChunk]:
+        # Requests are read and started ahead (up to STREAM_WINDOW) while earlier replies are
+        # being sent, so render and encode overlap the client's decode; replies stay in order.
+        pending: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
+
+        async def read_requests() -> None:
+            try:
+                async for request in request_iterator:
+                    try:
+                        job, codec = job_from_request(request, self._limits, time.perf_counter())
+                    except RequestError as error:
+                        await pending.put((request.request_id, error))
+                        return
+                    task = asyncio.ensure_future(self._reply(request, job, codec))
+                    await pending.put((request.request_id, task))
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.ensure_future(read_requests())
+        try:
+            while (item := await pending.get()) is not None:
+                request_id, work = item
+                if isinstance(work, RequestError):
+                    await context.abort_with_status(work.to_status(f"request {request_id}: "))
+                    return
+                for chunk in await work:
+                    yield chunk
+            await reader
+        finally:
+            reader.cancel()
+            while not pending.empty():
+                item = pending.get_nowait()
+                if item is not None and isinstance(item[1], asyncio.Future):
+                    item[1].cancel()
+
+    async def GetServerInfo(
+        self, request: pb.GetServerInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerInfo:
+        limits = self._limits
+        return pb.ServerInfo(
+            version=__version__,
+            device=str(self._worker.device),
+            torch_version=torch.__version__,
+            methods=[pb.METHOD_SEED, pb.METHOD_MSRA, pb.METHOD_UDP, pb.METHOD_DARK],
+            codecs=[pb.CODEC_ZSTD, pb.CODEC_NONE, pb.CODEC_SEPARABLE],
+            dtypes=[wire for wire in DTYPES if wire != pb.DTYPE_UNSPECIFIED],
+            coordinate_spaces=[
+                pb.COORDINATE_SPACE_HEATMAP,
+                pb.COORDINATE_SPACE_PIXEL,
+                pb.COORDINATE_SPACE_NORMALIZED,
+            ],
+            limits=pb.Limits(
+                max_output_elements=limits.max_output_elements,
+                max_request_bytes=limits.max_request_bytes,
+                chunk_bytes=limits.chunk_bytes,
+                max_side=limits.max_side,
+            ),
+        )

@@ -1,0 +1,103 @@
+"""The installed command-line tools, run as a user runs them, against the real server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from heatmap_client.keypoint_files import read_coco, read_pts
+from heatmap_server.app import parse_config
+from heatmap_server.render import render_heatmaps
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+BIN = Path(sys.executable).parent
+
+
+def _client(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "heatmap-client"), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _dead_target() -> str:
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_health_tells_a_live_server_from_a_dead_one(live_server):
+    live = _client("--target", live_server.target, "health")
+    assert live.returncode == 0, live.stderr
+    assert live.stdout.strip() == "SERVING"
+    dead = _client("--target", _dead_target(), "--timeout", "2", "health")
+    assert dead.returncode == 1
+    assert "UNAVAILABLE" in dead.stderr or "DEADLINE_EXCEEDED" in dead.stderr
+
+
+def test_info_prints_json(live_server):
+    done = _client("--target", live_server.target, "info")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["device"] == "cpu" and "METHOD_UDP" in info["methods"]
+
+
+def test_render_face_pts_to_npy_and_preview(live_server, tmp_path):
+    out, png = tmp_path / "face.npy", tmp_path / "face.png"
+    done = _client("--target", live_server.target, "render", str(DATA / "face" / "einstein.pts"),
+                   "--size", "64", "64", "--sigma", "2", "--image", str(DATA / "face" / "einstein.jpg"),
+                   "--out", str(out), "--png", str(png))
+    assert done.returncode == 0, done.stderr
+    heatmaps = np.load(out)
+    # The image (817x1024 px) gives the input size; the keypoints are its pixels.
+    expected = render_heatmaps(read_pts(DATA / "face" / "einstein.pts").keypoints, (64, 64), 2.0,
+                               coords="pixel", input_size=(1024, 817))
+    np.testing.assert_array_equal(heatmaps, expected.heatmaps.numpy())
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_render_coco_json_uses_the_image_size_and_visibility(live_server, tmp_path):
+    out, weights = tmp_path / "coco.npy", tmp_path / "weights.npy"
+    done = _client("--target", live_server.target, "render", str(DATA / "coco" / "test_coco.json"),
+                   "--image-id", "196141", "--size", "64", "48", "--out", str(out),
+                   "--weights-out", str(weights), "--codec", "separable")
+    assert done.returncode == 0, done.stderr
+    data = read_coco(DATA / "coco" / "test_coco.json", 196141)
+    expected = render_heatmaps(data.keypoints, (64, 48), 2.0, coords="pixel",
+                               input_size=(429, 640), visibility=data.visibility)
+    np.testing.assert_array_equal(np.load(out), expected.heatmaps.numpy())
+    np.testing.assert_array_equal(np.load(weights), expected.weights.numpy())
+
+
+def test_render_reports_bad_input_with_the_field(live_server, tmp_path):
+    keypoints = tmp_path / "bad.npy"
+    np.save(keypoints, np.full((1, 3, 2), np.nan, np.float32))
+    done = _client("--target", live_server.target, "render", str(keypoints), "--out",
+                   str(tmp_path / "x.npy"))
+    assert done.returncode == 2
+    assert "INVALID_ARGUMENT: keypoints:" in done.stderr
+
+
+def test_server_flags_have_environment_variables():
+    config = parse_config(["serve", "--port", "6000"],
+                          {"HEATMAP_PORT": "7000", "HEATMAP_DEVICE": "cpu", "HEATMAP_GRACE_S": "2.5"})
+    assert config.port == 6000  # the flag wins over the variable
+    assert config.device == "cpu" and config.grace_s == 2.5
+    assert parse_config([], {}).port == 50051 and parse_config([], {}).host == "0.0.0.0"
+
+
+def test_server_help_names_every_variable():
+    done = subprocess.run([str(BIN / "heatmap-server"), "serve", "--help"], capture_output=True,
+                          text=True, check=True)
+    for variable in ("HEATMAP_HOST", "HEATMAP_PORT", "HEATMAP_DEVICE", "HEATMAP_MAX_OUTPUT_ELEMENTS"):
+        assert variable in done.stdout
+
+
+@pytest.mark.parametrize("module", ["heatmap_server", "heatmap_client"])
+def test_python_dash_m_entry_points(module):
+    done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage:" in done.stdout

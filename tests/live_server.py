@@ -1,0 +1,99 @@
+"""Starts the real server (the installed CLI, in a subprocess) on loopback for the network tests.
+
+Not a mock: ``python -m heatmap_server serve --host 127.0.0.1 --port 0``; the fixture waits for the
+"listening on" line, reads the port from it, and stops the process with SIGTERM afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+_LISTENING = re.compile(r"listening on (\S+):(\d+)")
+
+
+class LiveServer:
+    """A running server process: its ``target`` (``127.0.0.1:PORT``), process and log lines."""
+
+    def __init__(self, process: subprocess.Popen, port: int, lines: list[str]):
+        self.process = process
+        self.port = port
+        self.target = f"127.0.0.1:{port}"
+        self.lines = lines
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        return self.process.returncode
+
+
+@contextmanager
+def running_server(*flags: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[LiveServer]:
+    """Runs ``heatmap-server serve --host 127.0.0.1 --port 0 *flags`` until the block ends."""
+    command = [sys.executable, "-m", "heatmap_server", "serve", "--host", "127.0.0.1", "--port", "0",
+               "--device", "cpu", *flags]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    lines: list[str] = []
+    found = threading.Event()
+    port: list[int] = []
+
+    def drain() -> None:
+        try:
+            for line in process.stderr:
+                lines.append(line.rstrip())
+                match = _LISTENING.search(line)
+                if match and not port:
+                    port.append(int(match.group(2)))
+                    found.set()
+        except (OSError, ValueError):
+            pass  # the pipe was closed by stop()
+        found.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not found.wait(0.1):
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("server did not start in time:\n" + "\n".join(lines))
+    if not port:
+        process.wait(10)
+        process.stderr.close()
+        raise RuntimeError("server exited before listening:\n" + "\n".join(lines))
+    server = LiveServer(process, port[0], lines)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[LiveServer]:
+    """One real server for the session (CPU, default limits, 2 encoder threads)."""
+    with running_server("--max-output-elements", str(64 * 1024 * 1024)) as server:
+        yield server

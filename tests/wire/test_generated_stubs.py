@@ -1,0 +1,24 @@
+"""The committed stubs are exactly what ``make proto`` writes from the .proto."""
+
+from __future__ import annotations
+
+import filecmp
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+GENERATED = ["heatmap_pb2.py", "heatmap_pb2.pyi", "heatmap_pb2_grpc.py"]
+
+
+def test_regenerated_stubs_match_the_committed_ones(tmp_path):
+    subprocess.run(
+        [sys.executable, str(REPO / "proto" / "generate.py"), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    committed = REPO / "client" / "src" / "heatmap" / "v1"
+    for name in GENERATED:
+        assert filecmp.cmp(tmp_path / "heatmap" / "v1" / name, committed / name, shallow=False), (
+            f"{name} differs from proto/heatmap/v1/heatmap.proto: run `make proto` and commit"
+        )
