@@ -26,6 +26,8 @@ from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 
 from . import __version__
+from .auth import BearerTokenInterceptor, read_token
+from .metrics import Metrics
 from .service import HeatmapRendererService, ServiceLimits
 from .worker import DeviceWorker, resolve_device
 
@@ -54,6 +56,11 @@ class ServerConfig:
     max_request_bytes: int = ServiceLimits.max_request_bytes
     max_side: int = ServiceLimits.max_side
     grace_s: float = 10.0
+    metrics_port: int = 0
+    auth_token_file: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
     log_level: str = "INFO"
 
 
@@ -67,6 +74,11 @@ _HELP = {
     "max_request_bytes": "largest request message in bytes",
     "max_side": "largest heatmap side in pixels",
     "grace_s": "seconds in-flight calls get to finish on SIGTERM",
+    "metrics_port": "Prometheus metrics HTTP port (0 disables)",
+    "auth_token_file": "file holding the bearer token every call but health must carry",
+    "tls_cert": "PEM certificate chain; with --tls-key switches the port to TLS",
+    "tls_key": "PEM private key for --tls-cert",
+    "tls_client_ca": "PEM CA bundle; when set, clients must present a certificate it signed",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
 
@@ -114,7 +126,31 @@ def _server_options(limits: ServiceLimits) -> list[tuple[str, Any]]:
     ]
 
 
-async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    if not (config.tls_cert or config.tls_key or config.tls_client_ca):
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise SystemExit("heatmap-server: TLS needs both --tls-cert and --tls-key")
+    client_ca = _read(config.tls_client_ca) if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(_read(config.tls_key), _read(config.tls_cert))],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def _device_memory(device: torch.device):
+    if device.type != "cuda":
+        return lambda: 0.0
+    return lambda: float(torch.cuda.memory_reserved(device))
+
+
+async def serve(config: ServerConfig) -> None:
     """Runs the server until SIGTERM/SIGINT, then shuts down gracefully."""
     device = resolve_device(config.device)
     if config.torch_threads > 0:
@@ -124,11 +160,21 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         max_request_bytes=config.max_request_bytes,
         max_side=config.max_side,
     )
+    metrics = Metrics(_device_memory(device))
+    interceptors = []
+    if config.auth_token_file:
+        token = read_token(config.auth_token_file)
+        denied = metrics.requests.labels
+        interceptors.append(
+            BearerTokenInterceptor(token, lambda method: denied(method.rsplit("/", 1)[-1],
+                                                                "UNAUTHENTICATED").inc())
+        )
+    credentials = _server_credentials(config)
     worker = DeviceWorker(device)
     encoders = ThreadPoolExecutor(max_workers=config.encode_threads, thread_name_prefix="encode")
-    server = grpc.aio.server(options=_server_options(limits))
+    server = grpc.aio.server(options=_server_options(limits), interceptors=interceptors)
     pb_grpc.add_HeatmapRendererServicer_to_server(
-        HeatmapRendererService(worker, encoders, limits), server
+        HeatmapRendererService(worker, encoders, limits, metrics), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -137,26 +183,38 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
          reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    address = f"{config.host}:{config.port}"
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
-        raise SystemExit(f"heatmap-server: cannot listen on {config.host}:{config.port}")
+        raise SystemExit(f"heatmap-server: cannot listen on {address}")
+    metrics_server = None
+    if config.metrics_port:
+        metrics_server, _ = metrics.serve(config.host, config.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", config.host, config.metrics_port)
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("heatmap-server %s listening on %s:%d (device %s)", __version__, config.host, port, device)
+    log.info(
+        "heatmap-server %s listening on %s:%d (device %s, %s%s)",
+        __version__, config.host, port, device, "TLS" if credentials else "plaintext",
+        ", token required" if interceptors else "",
+    )
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    if ready is not None:
-        ready.set()
     await stopping.wait()
     log.info("shutting down: NOT_SERVING, %.1f s grace for in-flight calls", config.grace_s)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(config.grace_s)
     worker.close()
     encoders.shutdown(wait=True)
+    if metrics_server is not None:
+        metrics_server.shutdown()
     log.info("stopped")
 
 

@@ -9,6 +9,7 @@ end it with ``RESOURCE_EXHAUSTED``. The server itself never fails on a request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +29,7 @@ from heatmap_client._dtypes import DTYPES
 from heatmap_client._tensors import array_from_tensor, tensor_from_array
 
 from . import __version__
+from .metrics import Metrics
 from .render import check_render_args
 from .worker import DeviceWorker, Rendered, RenderJob, render_dtype
 
@@ -195,18 +197,60 @@ def _chunks(
         yield chunk
 
 
+class _Outcome:
+    """The status an RPC ends with, as the metrics record it."""
+
+    code: grpc.StatusCode = grpc.StatusCode.OK
+
+
 class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
     """``heatmap.v1.HeatmapRenderer`` on one device worker and an encoder thread pool."""
 
-    def __init__(self, worker: DeviceWorker, encoders: Executor, limits: ServiceLimits):
+    def __init__(
+        self, worker: DeviceWorker, encoders: Executor, limits: ServiceLimits, metrics: Metrics
+    ):
         self._worker = worker
         self._encoders = encoders
         self._limits = limits
+        self._metrics = metrics
+
+    @contextlib.asynccontextmanager
+    async def _observe(self, rpc: str, context: grpc.aio.ServicerContext):
+        """Counts the RPC by its final code, keeps the in-flight gauge, and turns unexpected
+        exceptions into INTERNAL (logged here with their traceback, never sent to the client)."""
+        outcome = _Outcome()
+        self._metrics.in_flight.inc()
+        try:
+            yield outcome
+        except grpc.aio.AbortError:
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome.code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as error:  # noqa: BLE001 - the server must survive any request
+            log.exception("%s failed", rpc)
+            outcome.code = grpc.StatusCode.INTERNAL
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})")
+        finally:
+            self._metrics.in_flight.dec()
+            self._metrics.requests.labels(rpc, outcome.code.name).inc()
+
+    async def _refuse(
+        self, context: grpc.aio.ServicerContext, outcome: _Outcome, error: RequestError, prefix: str = ""
+    ) -> None:
+        outcome.code = error.code
+        self._metrics.renders.labels(error.code.name).inc()
+        await context.abort_with_status(error.to_status(prefix))
 
     async def _reply(
         self, request: pb.RenderRequest, job: RenderJob, codec: Codec
     ) -> list[pb.RenderChunk]:
-        rendered = await self._worker.render(job)
+        metrics = self._metrics
+        metrics.queue_depth.inc()
+        try:
+            rendered = await self._worker.render(job)
+        finally:
+            metrics.queue_depth.dec()
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         payload = await loop.run_in_executor(self._encoders, codec.encode, rendered.arrays)
@@ -227,6 +271,13 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
             total_us=int((encoded - job.arrived) * 1e6),
             coalesced_requests=rendered.coalesced_requests,
         )
+        metrics.queue_seconds.observe(rendered.queue_us / 1e6)
+        metrics.render_seconds.observe(rendered.render_us / 1e6)
+        metrics.encode_seconds.observe(encoded - started)
+        metrics.total_seconds.observe(encoded - job.arrived)
+        metrics.coalesced.observe(rendered.coalesced_requests)
+        metrics.bytes_out.inc(len(payload))
+        metrics.renders.labels("OK").inc()
         return list(
             _chunks(request.request_id, rendered, payload, header, timings, self._limits.chunk_bytes)
         )
@@ -234,13 +285,14 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
     async def Render(
         self, request: pb.RenderRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RenderChunk]:
-        try:
-            job, codec = job_from_request(request, self._limits, time.perf_counter())
-        except RequestError as error:
-            await context.abort_with_status(error.to_status())
-            return
-        for chunk in await self._reply(request, job, codec):
-            yield chunk
+        async with self._observe("Render", context) as outcome:
+            try:
+                job, codec = job_from_request(request, self._limits, time.perf_counter())
+            except RequestError as error:
+                await self._refuse(context, outcome, error)
+                return
+            for chunk in await self._reply(request, job, codec):
+                yield chunk
 
     async def RenderStream(
         self, request_iterator: AsyncIterator[pb.RenderRequest], context: grpc.aio.ServicerContext
@@ -264,14 +316,15 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
 
         reader = asyncio.ensure_future(read_requests())
         try:
-            while (item := await pending.get()) is not None:
-                request_id, work = item
-                if isinstance(work, RequestError):
-                    await context.abort_with_status(work.to_status(f"request {request_id}: "))
-                    return
-                for chunk in await work:
-                    yield chunk
-            await reader
+            async with self._observe("RenderStream", context) as outcome:
+                while (item := await pending.get()) is not None:
+                    request_id, work = item
+                    if isinstance(work, RequestError):
+                        await self._refuse(context, outcome, work, f"request {request_id}: ")
+                        return
+                    for chunk in await work:
+                        yield chunk
+                await reader
         finally:
             reader.cancel()
             while not pending.empty():
