@@ -67,7 +67,9 @@ def _byte_view(array: np.ndarray) -> memoryview:
     return memoryview(array.reshape(-1)).cast("B")
 
 
-def _encode_raw(arrays: Sequence[np.ndarray]) -> bytes:
+def _encode_raw(arrays: Sequence[np.ndarray]) -> bytes | memoryview:
+    if len(arrays) == 1:
+        return _byte_view(arrays[0])  # no copy: the chunks are cut straight from the array
     return b"".join(_byte_view(array) for array in arrays)
 
 
@@ -138,7 +140,7 @@ class Codec:
 
     proto: int
     name: str
-    encode: Callable[[Sequence[np.ndarray]], bytes]
+    encode: Callable[[Sequence[np.ndarray]], bytes | memoryview]
     decode: Callable[[Iterable[bytes], Sequence[np.ndarray]], None]
     separable: bool = False
 

@@ -29,7 +29,7 @@ from . import __version__
 from .auth import BearerTokenInterceptor, read_token
 from .metrics import Metrics
 from .service import HeatmapRendererService, ServiceLimits
-from .worker import DeviceWorker, resolve_device
+from .batching import Batcher
 
 __all__ = [
     "ServerConfig",
@@ -51,6 +51,9 @@ class ServerConfig:
     port: int = 50051
     device: str = "auto"
     encode_threads: int = 2
+    max_delay_us: int = 300
+    max_batch_keypoints: int = 32768
+    max_queue: int = 256
     torch_threads: int = 0
     max_output_elements: int = ServiceLimits.max_output_elements
     max_request_bytes: int = ServiceLimits.max_request_bytes
@@ -69,6 +72,9 @@ _HELP = {
     "port": "gRPC port (0 picks a free one and logs it)",
     "device": "auto (CUDA when present, else CPU), cpu, cuda or cuda:N",
     "encode_threads": "threads compressing replies (zstd releases the GIL)",
+    "max_delay_us": "how long a request may wait to be rendered with others (0: no coalescing)",
+    "max_batch_keypoints": "most keypoints (B*N*K over requests) in one coalesced render",
+    "max_queue": "requests waiting for the device at most (RESOURCE_EXHAUSTED beyond)",
     "torch_threads": "torch intra-op threads on CPU (0 keeps torch's default)",
     "max_output_elements": "largest B*K*H*W per request (RESOURCE_EXHAUSTED beyond)",
     "max_request_bytes": "largest request message in bytes",
@@ -126,6 +132,19 @@ def _server_options(limits: ServiceLimits) -> list[tuple[str, Any]]:
     ]
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; otherwise ``torch.device(name)``, checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"heatmap-server: --device {name!r} is not a torch device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"heatmap-server: --device {name!r} but CUDA is not available")
+    return device
+
+
 def _read(path: str) -> bytes:
     with open(path, "rb") as handle:
         return handle.read()
@@ -170,11 +189,16 @@ async def serve(config: ServerConfig) -> None:
                                                                 "UNAUTHENTICATED").inc())
         )
     credentials = _server_credentials(config)
-    worker = DeviceWorker(device)
+    batcher = Batcher(
+        device,
+        max_delay_us=config.max_delay_us,
+        max_batch_keypoints=config.max_batch_keypoints,
+        max_queue=config.max_queue,
+    )
     encoders = ThreadPoolExecutor(max_workers=config.encode_threads, thread_name_prefix="encode")
     server = grpc.aio.server(options=_server_options(limits), interceptors=interceptors)
     pb_grpc.add_HeatmapRendererServicer_to_server(
-        HeatmapRendererService(worker, encoders, limits, metrics), server
+        HeatmapRendererService(batcher, encoders, limits, metrics), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -211,7 +235,7 @@ async def serve(config: ServerConfig) -> None:
     log.info("shutting down: NOT_SERVING, %.1f s grace for in-flight calls", config.grace_s)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(config.grace_s)
-    worker.close()
+    batcher.close()
     encoders.shutdown(wait=True)
     if metrics_server is not None:
         metrics_server.shutdown()

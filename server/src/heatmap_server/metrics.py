@@ -30,7 +30,7 @@ class Metrics:
             ["code"], registry=registry,
         )
         self.queue_seconds = Histogram(
-            "heatmap_queue_seconds", "Time a request waited for the device worker",
+            "heatmap_queue_seconds", "Time a request waited for the device thread",
             buckets=_LATENCY_BUCKETS, registry=registry,
         )
         self.render_seconds = Histogram(
@@ -56,7 +56,7 @@ class Metrics:
             "heatmap_in_flight_requests", "Render requests being served", registry=registry
         )
         self.queue_depth = Gauge(
-            "heatmap_queue_depth", "Render requests waiting for the device worker", registry=registry
+            "heatmap_queue_depth", "Render requests waiting for or in a device call", registry=registry
         )
         self.device_memory = Gauge(
             "heatmap_device_memory_bytes", "Device memory held by torch (0 on CPU)", registry=registry

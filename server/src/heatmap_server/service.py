@@ -1,6 +1,6 @@
 """The gRPC servicer: the only place that converts between protobuf messages and the renderer.
 
-A request is checked field by field on the event loop (cheap), rendered on the device worker,
+A request is checked field by field on the event loop (cheap), rendered by the batcher's device thread,
 encoded on the encoder pool, and streamed back in chunks of at most ``chunk_bytes``. Bad input
 ends the call with ``INVALID_ARGUMENT`` and a ``google.rpc.BadRequest`` naming the field; limits
 end it with ``RESOURCE_EXHAUSTED``. The server itself never fails on a request.
@@ -31,7 +31,7 @@ from heatmap_client._tensors import array_from_tensor, tensor_from_array
 from . import __version__
 from .metrics import Metrics
 from .render import check_render_args
-from .worker import DeviceWorker, Rendered, RenderJob, render_dtype
+from .batching import Batcher, QueueFull, RenderJob, render_dtype
 
 __all__ = [
     "HeatmapRendererService",
@@ -176,23 +176,29 @@ def _proto_field_names(error: ValueError) -> ValueError:
     return error
 
 
+def _encode_pieces(codec: Codec, arrays: list, chunk_bytes: int) -> list[bytes]:
+    """The payload cut into chunk-sized pieces (on the encoder pool: compression and copies)."""
+    payload = codec.encode(arrays)
+    if isinstance(payload, bytes) and len(payload) <= chunk_bytes:
+        return [payload]
+    view = memoryview(payload)
+    return [bytes(view[start : start + chunk_bytes]) for start in range(0, len(view), chunk_bytes)]
+
+
 def _chunks(
     request_id: int,
-    rendered: Rendered,
-    payload: bytes,
+    weights: pb.Tensor,
+    pieces: list[bytes],
     header: pb.TensorHeader,
     timings: pb.Timings,
-    chunk_bytes: int,
 ) -> Iterator[pb.RenderChunk]:
-    view = memoryview(payload)
-    starts = range(0, max(len(payload), 1), chunk_bytes)
-    for index, start in enumerate(starts):
-        chunk = pb.RenderChunk(request_id=request_id, data=bytes(view[start : start + chunk_bytes]))
+    for index, piece in enumerate(pieces):
+        chunk = pb.RenderChunk(request_id=request_id, data=piece)
         if index == 0:
             chunk.header.CopyFrom(header)
-        if index == len(starts) - 1:
+        if index == len(pieces) - 1:
             chunk.last = True
-            chunk.weights.CopyFrom(tensor_from_array(rendered.weights, "weights"))
+            chunk.weights.CopyFrom(weights)
             chunk.timings.CopyFrom(timings)
         yield chunk
 
@@ -204,12 +210,12 @@ class _Outcome:
 
 
 class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
-    """``heatmap.v1.HeatmapRenderer`` on one device worker and an encoder thread pool."""
+    """``heatmap.v1.HeatmapRenderer`` on the dynamic batcher and an encoder thread pool."""
 
     def __init__(
-        self, worker: DeviceWorker, encoders: Executor, limits: ServiceLimits, metrics: Metrics
+        self, batcher: Batcher, encoders: Executor, limits: ServiceLimits, metrics: Metrics
     ):
-        self._worker = worker
+        self._batcher = batcher
         self._encoders = encoders
         self._limits = limits
         self._metrics = metrics
@@ -248,19 +254,28 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         metrics = self._metrics
         metrics.queue_depth.inc()
         try:
-            rendered = await self._worker.render(job)
+            rendered = await self._batcher.render(job)
+        except QueueFull as full:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue", f"full ({full})") from None
         finally:
             metrics.queue_depth.dec()
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        payload = await loop.run_in_executor(self._encoders, codec.encode, rendered.arrays)
+        try:
+            pieces = await loop.run_in_executor(
+                self._encoders, _encode_pieces, codec, rendered.arrays, self._limits.chunk_bytes
+            )
+        finally:
+            # The arrays may be views of a pooled buffer: it is reusable once encoded.
+            rendered.release()
         encoded = time.perf_counter()
+        payload_bytes = sum(len(piece) for piece in pieces)
         args = job.args
         header = pb.TensorHeader(
             shape=[args.batch, args.num_keypoints, *args.size],
             dtype=DTYPES[request.dtype].proto,
             codec=codec.proto,
-            payload_bytes=len(payload),
+            payload_bytes=payload_bytes,
             decoded_bytes=sum(array.nbytes for array in rendered.arrays),
             instances=rendered.instances,
         )
@@ -276,11 +291,10 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         metrics.encode_seconds.observe(encoded - started)
         metrics.total_seconds.observe(encoded - job.arrived)
         metrics.coalesced.observe(rendered.coalesced_requests)
-        metrics.bytes_out.inc(len(payload))
+        metrics.bytes_out.inc(payload_bytes)
         metrics.renders.labels("OK").inc()
-        return list(
-            _chunks(request.request_id, rendered, payload, header, timings, self._limits.chunk_bytes)
-        )
+        weights = tensor_from_array(rendered.weights, "weights")
+        return list(_chunks(request.request_id, weights, pieces, header, timings))
 
     async def Render(
         self, request: pb.RenderRequest, context: grpc.aio.ServicerContext
@@ -288,10 +302,11 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         async with self._observe("Render", context) as outcome:
             try:
                 job, codec = job_from_request(request, self._limits, time.perf_counter())
+                chunks = await self._reply(request, job, codec)
             except RequestError as error:
                 await self._refuse(context, outcome, error)
                 return
-            for chunk in await self._reply(request, job, codec):
+            for chunk in chunks:
                 yield chunk
 
     async def RenderStream(
@@ -319,10 +334,14 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
             async with self._observe("RenderStream", context) as outcome:
                 while (item := await pending.get()) is not None:
                     request_id, work = item
-                    if isinstance(work, RequestError):
-                        await self._refuse(context, outcome, work, f"request {request_id}: ")
+                    try:
+                        if isinstance(work, RequestError):
+                            raise work
+                        chunks = await work
+                    except RequestError as error:
+                        await self._refuse(context, outcome, error, f"request {request_id}: ")
                         return
-                    for chunk in await work:
+                    for chunk in chunks:
                         yield chunk
                 await reader
         finally:
@@ -338,7 +357,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         limits = self._limits
         return pb.ServerInfo(
             version=__version__,
-            device=str(self._worker.device),
+            device=str(self._batcher.device),
             torch_version=torch.__version__,
             methods=[pb.METHOD_SEED, pb.METHOD_MSRA, pb.METHOD_UDP, pb.METHOD_DARK],
             codecs=[pb.CODEC_ZSTD, pb.CODEC_NONE, pb.CODEC_SEPARABLE],

@@ -1,0 +1,275 @@
+"""The dynamic batcher and the device thread that owns the device.
+
+Requests with the same render parameters that arrive within ``max_delay_us`` of the oldest are
+rendered in one call (up to ``max_batch_keypoints`` keypoints), as Triton's dynamic batcher does
+with ``max_queue_delay_microseconds``. One thread runs every device call, so CUDA work is
+serialised without locks and the asyncio event loop never waits on rendering. Each caller gets
+host arrays that are slices of one pooled buffer; the buffer returns to the pool when the last
+caller has encoded its slice and released it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from .buffers import BufferPool, Lease
+from .render import RenderArgs, heatmaps_from_args, profiles_from_args
+
+__all__ = [
+    "Batcher",
+    "QueueFull",
+    "RenderJob",
+    "Rendered",
+    "render_dtype",
+]
+
+# Output dtypes the renderer produces directly; fixed point is quantised from float32.
+_RENDER_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_FIXED_POINT = {"uint16": (65535, torch.uint16), "uint8": (255, torch.uint8)}
+
+
+def render_dtype(wire_dtype: str) -> torch.dtype:
+    """The dtype the renderer produces for a wire dtype."""
+    return _RENDER_DTYPES.get(wire_dtype, torch.float32)
+
+
+class QueueFull(Exception):
+    """The batcher's queue holds ``max_queue`` requests already."""
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One request's checked render arguments and how its output travels.
+
+    ``args`` carries the render dtype; ``wire_dtype`` names the storage on the wire (``uint16`` and
+    ``uint8`` render in float32 and are quantised). ``separable`` asks for profiles only.
+    """
+
+    args: RenderArgs
+    wire_dtype: str
+    separable: bool
+    arrived: float
+
+    @property
+    def key(self) -> tuple:
+        """Jobs with equal keys can be rendered as one batch (concatenated along B)."""
+        args = self.args
+        _, instances, keypoints, _ = args.keypoints.shape
+        return (
+            args.size, args.sigmas, args.method, args.coords, args.input_size, args.dtype,
+            args.has_instances, instances, keypoints, self.wire_dtype, self.separable,
+        )
+
+    @property
+    def keypoint_count(self) -> int:
+        return self.args.keypoints.shape[:3].numel()
+
+
+@dataclass
+class Rendered:
+    """Host arrays for a codec (the dense tensor, or rows then cols), weights and timings.
+
+    Call :meth:`release` once the arrays are encoded: they may be views of a pooled buffer.
+    """
+
+    arrays: list[np.ndarray]
+    weights: np.ndarray
+    instances: int
+    queue_us: int
+    render_us: int
+    coalesced_requests: int
+    lease: Lease | None = None
+
+    def release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
+
+@dataclass(eq=False)
+class _Entry:
+    job: RenderJob
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+def _host(tensor: torch.Tensor) -> np.ndarray:
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.view(torch.uint16)  # numpy has no bfloat16: ship the raw bits
+    return tensor.cpu().numpy()
+
+
+def _deliver(future: asyncio.Future, result: object, error: BaseException | None) -> None:
+    if future.cancelled():
+        if isinstance(result, Rendered):
+            result.release()
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Batcher:
+    """Coalesces compatible render jobs and runs them on one device thread.
+
+    Args:
+        device: where rendering happens.
+        max_delay_us: how long the oldest job may wait for company (0 disables coalescing).
+        max_batch_keypoints: most keypoints (B * N * K summed over jobs) in one device call.
+        max_queue: jobs waiting at most; beyond, :meth:`render` raises :class:`QueueFull`.
+        pool: the output buffer pool.
+    """
+
+    def __init__(
+        self,
+        device: torch.device,
+        *,
+        max_delay_us: int = 300,
+        max_batch_keypoints: int = 32768,
+        max_queue: int = 256,
+        pool: BufferPool | None = None,
+    ):
+        self.device = device
+        self.max_delay_s = max_delay_us / 1e6
+        self.max_batch_keypoints = max_batch_keypoints
+        self.max_queue = max_queue
+        self.pool = pool or BufferPool()
+        self._pending: collections.deque[_Entry] = collections.deque()
+        self._condition = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="device", daemon=True)
+        self._thread.start()
+
+    @property
+    def queued(self) -> int:
+        with self._condition:
+            return len(self._pending)
+
+    async def render(self, job: RenderJob) -> Rendered:
+        """Queues ``job`` and waits for its slice of a (possibly coalesced) render.
+
+        Raises:
+            QueueFull: when ``max_queue`` jobs are already waiting.
+        """
+        loop = asyncio.get_running_loop()
+        entry = _Entry(job, loop.create_future(), loop)
+        with self._condition:
+            if self._closed:
+                raise RuntimeError("batcher is closed")
+            if len(self._pending) >= self.max_queue:
+                raise QueueFull(f"{len(self._pending)} requests already waiting")
+            self._pending.append(entry)
+            self._condition.notify()
+        try:
+            return await entry.future
+        except asyncio.CancelledError:
+            # The caller went away (deadline, cancellation): its job is skipped if not yet begun.
+            entry.cancelled.set()
+            raise
+
+    def _next_group(self) -> list[_Entry] | None:
+        with self._condition:
+            while not self._pending:
+                if self._closed:
+                    return None
+                self._condition.wait()
+            first = self._pending.popleft()
+            group, keypoints = [first], first.job.keypoint_count
+            deadline = first.job.arrived + self.max_delay_s
+            while True:
+                for entry in list(self._pending):
+                    fits = keypoints + entry.job.keypoint_count <= self.max_batch_keypoints
+                    if fits and entry.job.key == first.job.key:
+                        group.append(entry)
+                        keypoints += entry.job.keypoint_count
+                        self._pending.remove(entry)
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or keypoints >= self.max_batch_keypoints or self._closed:
+                    return group
+                self._condition.wait(remaining)
+
+    def _run(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        while (group := self._next_group()) is not None:
+            group = [entry for entry in group if not entry.cancelled.is_set()]
+            if not group:
+                continue
+            try:
+                results: list = self._render(group)
+                errors: list = [None] * len(group)
+            except Exception as error:  # noqa: BLE001 - reported to every caller of the group
+                results, errors = [None] * len(group), [error] * len(group)
+            for entry, result, error in zip(group, results, errors):
+                entry.loop.call_soon_threadsafe(_deliver, entry.future, result, error)
+
+    def _render(self, group: list[_Entry]) -> list[Rendered]:
+        started = time.perf_counter()
+        jobs = [entry.job for entry in group]
+        first = jobs[0]
+        args = first.args
+        if len(jobs) > 1:
+            args = replace(
+                args,
+                keypoints=torch.cat([job.args.keypoints for job in jobs]),
+                visibility=torch.cat([job.args.visibility for job in jobs]),
+            )
+        if args.keypoints.device != self.device:
+            args = replace(
+                args, keypoints=args.keypoints.to(self.device), visibility=args.visibility.to(self.device)
+            )
+        lease = None
+        if first.separable:
+            profiles = profiles_from_args(args)
+            outputs = [_host(profiles.rows), _host(profiles.cols)]
+            weights = profiles.weights
+        else:
+            batch, _, keypoints, _ = args.keypoints.shape
+            shape = (batch, keypoints, *args.size)
+            if first.wire_dtype in _FIXED_POINT:
+                scale, storage = _FIXED_POINT[first.wire_dtype]
+                values, scratch = self.pool.take(shape, torch.float32, self.device)
+                result = heatmaps_from_args(args, out=values)
+                torch.round(values.mul_(scale), out=values)
+                out, lease = self.pool.take(shape, storage, self.device, users=len(jobs))
+                out.copy_(values)
+                scratch.release()
+            else:
+                out, lease = self.pool.take(shape, args.dtype, self.device, users=len(jobs))
+                result = heatmaps_from_args(args, out=out)
+            outputs = [_host(out)]
+            weights = result.weights
+        weights_host = _host(weights)
+        render_us = int((time.perf_counter() - started) * 1e6)
+        results, offset = [], 0
+        for job in jobs:
+            rows = slice(offset, offset + job.args.batch)
+            offset += job.args.batch
+            results.append(
+                Rendered(
+                    arrays=[array[rows] for array in outputs],
+                    weights=weights_host[rows],
+                    instances=args.keypoints.shape[1],
+                    queue_us=int((started - job.arrived) * 1e6),
+                    render_us=render_us,
+                    coalesced_requests=len(jobs),
+                    lease=lease,
+                )
+            )
+        return results
+
+    def close(self) -> None:
+        """Renders what is queued, then stops the device thread."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+        self._thread.join()

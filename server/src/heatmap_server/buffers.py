@@ -1,0 +1,96 @@
+"""Reused output buffers: a fresh 35 MB tensor costs more in page faults than the whole render.
+
+Buffers are flat storage per (dtype, device, pinned), handed out as views of the shape asked for,
+so coalesced batches of varying sizes still reuse the same memory. A lease counts its users (the
+requests of one coalesced render); the buffer goes back to the pool when the last one releases
+it, i.e. after every slice of it has been encoded. The pool is bounded in bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import defaultdict
+
+import torch
+
+__all__ = ["BufferPool", "Lease"]
+
+
+class Lease:
+    """A pooled buffer shared by ``users`` holders; the last :meth:`release` returns it."""
+
+    def __init__(self, pool: BufferPool | None, storage: torch.Tensor, key: tuple, users: int):
+        self._pool = pool
+        self._storage = storage
+        self._key = key
+        self._users = users
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            done = self._users == 0
+        if done and self._pool is not None:
+            self._pool._give_back(self._storage, self._key)
+
+
+class BufferPool:
+    """Bounded pool of flat tensors.
+
+    Args:
+        max_bytes: bytes the pool may keep idle; more are freed instead of kept.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30):
+        self.max_bytes = max_bytes
+        self._free: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+        self._idle_bytes = 0
+        self._lock = threading.Lock()
+        self.allocations = 0
+
+    def take(
+        self,
+        shape: tuple[int, ...],
+        dtype: torch.dtype,
+        device: torch.device,
+        *,
+        users: int = 1,
+        pinned: bool = False,
+    ) -> tuple[torch.Tensor, Lease]:
+        """A ``shape`` view of a pooled buffer and the lease that gives it back."""
+        count = math.prod(shape)
+        key = (dtype, device, pinned)
+        with self._lock:
+            candidates = self._free[key]
+            fits = [i for i, buffer in enumerate(candidates) if buffer.numel() >= count]
+            if fits:
+                # The smallest buffer that fits, so large ones stay free for large batches.
+                best = min(fits, key=lambda i: candidates[i].numel())
+                storage = candidates.pop(best)
+                self._idle_bytes -= storage.numel() * storage.element_size()
+            else:
+                storage = None
+        if storage is None:
+            # Round up so that batches of slightly different sizes share buffers.
+            capacity = 1 << max(12, math.ceil(math.log2(max(count, 1))))
+            storage = torch.empty(capacity, dtype=dtype, device=device, pin_memory=pinned)
+            self.allocations += 1
+        return storage[:count].view(shape), Lease(self, storage, key, users)
+
+    def _give_back(self, storage: torch.Tensor, key: tuple) -> None:
+        size = storage.numel() * storage.element_size()
+        with self._lock:
+            if self._idle_bytes + size <= self.max_bytes:
+                self._free[key].append(storage)
+                self._idle_bytes += size
+
+    @property
+    def idle_bytes(self) -> int:
+        with self._lock:
+            return self._idle_bytes
+
+    @property
+    def idle_buffers(self) -> int:
+        with self._lock:
+            return sum(len(buffers) for buffers in self._free.values())

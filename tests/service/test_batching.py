@@ -1,0 +1,142 @@
+"""The dynamic batcher: coalesced renders equal separate ones, and nothing leaks between callers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from heatmap_client import HeatmapClient
+from heatmap_server.batching import Batcher, QueueFull, RenderJob
+from heatmap_server.buffers import BufferPool
+from heatmap_server.render import check_render_args, render_heatmaps
+from live_server import running_server
+
+
+def _job(batch: int, *, keypoints: int = 5, size=(16, 12), sigma=2.0, seed=0, dtype="float32",
+         separable=False, method="msra") -> RenderJob:
+    points = np.random.default_rng(seed).uniform(0, 12, size=(batch, keypoints, 2)).astype(np.float32)
+    args = check_render_args(points, size, sigma, method=method, coords="heatmap", input_size=None,
+                             visibility=None, dtype=torch.float32)
+    return RenderJob(args=args, wire_dtype=dtype, separable=separable, arrived=time.perf_counter())
+
+
+def _expected(job: RenderJob) -> np.ndarray:
+    args = job.args
+    return render_heatmaps(args.keypoints[:, 0], args.size, args.sigmas[0], method=args.method).heatmaps.numpy()
+
+
+async def _render_all(batcher: Batcher, jobs: list[RenderJob]):
+    return await asyncio.gather(*(batcher.render(job) for job in jobs))
+
+
+def test_coalesced_results_equal_separate_renders_and_each_caller_gets_its_slice():
+    batcher = Batcher(torch.device("cpu"), max_delay_us=200_000)
+    try:
+        jobs = [_job(batch, seed=batch) for batch in (1, 3, 2, 4)]
+        results = asyncio.run(_render_all(batcher, jobs))
+    finally:
+        batcher.close()
+    assert [result.coalesced_requests for result in results] == [4, 4, 4, 4]
+    for job, result in zip(jobs, results):
+        assert result.arrays[0].shape == (job.args.batch, 5, 16, 12)
+        np.testing.assert_array_equal(result.arrays[0], _expected(job))
+        assert result.weights.shape == (job.args.batch, 5)
+        result.release()
+
+
+def test_mixed_parameters_are_never_coalesced():
+    batcher = Batcher(torch.device("cpu"), max_delay_us=200_000)
+    jobs = [_job(2), _job(2, sigma=3.0), _job(2, size=(16, 16)), _job(2, keypoints=6),
+            _job(2, dtype="float16"), _job(2, separable=True), _job(2, method="udp"), _job(2, seed=9)]
+    try:
+        results = asyncio.run(_render_all(batcher, jobs))
+    finally:
+        batcher.close()
+    # Only the first and the last share every parameter.
+    assert results[0].coalesced_requests == 2 and results[-1].coalesced_requests == 2
+    assert all(result.coalesced_requests == 1 for result in results[1:-1])
+    np.testing.assert_array_equal(results[-1].arrays[0], _expected(jobs[-1]))
+
+
+def test_max_batch_keypoints_splits_groups():
+    batcher = Batcher(torch.device("cpu"), max_delay_us=100_000, max_batch_keypoints=20)
+    try:
+        results = asyncio.run(_render_all(batcher, [_job(2, seed=i) for i in range(4)]))  # 10 each
+    finally:
+        batcher.close()
+    assert [result.coalesced_requests for result in results] == [2, 2, 2, 2]
+
+
+def test_a_cancelled_caller_does_not_disturb_the_others():
+    async def scenario(batcher: Batcher):
+        jobs = [_job(2, seed=i) for i in range(3)]
+        tasks = [asyncio.ensure_future(batcher.render(job)) for job in jobs]
+        await asyncio.sleep(0.01)  # all three are queued, waiting for the delay to pass
+        tasks[1].cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        return jobs, done
+
+    batcher = Batcher(torch.device("cpu"), max_delay_us=150_000)
+    try:
+        jobs, done = asyncio.run(scenario(batcher))
+    finally:
+        batcher.close()
+    assert isinstance(done[1], asyncio.CancelledError)
+    for index in (0, 2):
+        np.testing.assert_array_equal(done[index].arrays[0], _expected(jobs[index]))
+        done[index].release()
+
+
+def test_buffers_are_reused_and_the_pool_is_bounded():
+    pool = BufferPool(max_bytes=4 * 1024 * 1024)
+    batcher = Batcher(torch.device("cpu"), max_delay_us=0, pool=pool)
+
+    async def sequential():
+        for seed in range(20):
+            result = await batcher.render(_job(3, seed=seed, size=(32, 32)))
+            result.release()
+
+    try:
+        asyncio.run(sequential())
+    finally:
+        batcher.close()
+    assert pool.allocations == 1
+    assert pool.idle_buffers == 1 and pool.idle_bytes <= pool.max_bytes
+
+
+def test_a_full_queue_refuses_new_jobs():
+    batcher = Batcher(torch.device("cpu"), max_delay_us=300_000, max_queue=2)
+
+    async def flood():
+        # Different sizes never coalesce: the device thread holds one, two wait, the rest bounce.
+        jobs = [batcher.render(_job(1, seed=i, size=(8, 8 + i))) for i in range(6)]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    try:
+        outcomes = asyncio.run(flood())
+    finally:
+        batcher.close()
+    refused = [outcome for outcome in outcomes if isinstance(outcome, QueueFull)]
+    served = [outcome for outcome in outcomes if not isinstance(outcome, Exception)]
+    assert len(refused) >= 3 and len(served) >= 2
+    for result in served:
+        result.release()
+
+
+def test_concurrent_clients_are_coalesced_by_the_real_server():
+    keypoints = [np.random.default_rng(i).uniform(0, 48, size=(4, 17, 2)).astype(np.float32)
+                 for i in range(8)]
+    with running_server("--max-delay-us", "100000") as server:
+        with HeatmapClient(server.target, timeout=30) as client:
+            client.render(keypoints[0], size=(64, 48), sigma=2.0)  # warm up
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(
+                    lambda points: client.render(points, size=(64, 48), sigma=2.0), keypoints))
+    assert max(result.timings.coalesced_requests for result in results) > 1
+    for points, result in zip(keypoints, results):
+        np.testing.assert_array_equal(result.heatmaps, render_heatmaps(points, (64, 48), 2.0).heatmaps.numpy())
