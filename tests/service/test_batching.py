@@ -140,3 +140,44 @@ def test_concurrent_clients_are_coalesced_by_the_real_server():
     assert max(result.timings.coalesced_requests for result in results) > 1
     for points, result in zip(keypoints, results):
         np.testing.assert_array_equal(result.heatmaps, render_heatmaps(points, (64, 48), 2.0).heatmaps.numpy())
+
+
+def test_out_of_memory_splits_the_batch_and_retries(monkeypatch):
+    import heatmap_server.batching as batching
+
+    real = batching.heatmaps_from_args
+    sizes = []
+
+    def fails_above_two(args, out=None):
+        sizes.append(args.batch)
+        if args.batch > 2:
+            raise torch.OutOfMemoryError("injected: the device is full")
+        return real(args, out=out)
+
+    monkeypatch.setattr(batching, "heatmaps_from_args", fails_above_two)
+    batcher = Batcher(torch.device("cpu"), max_delay_us=0)
+    job = _job(7, seed=3)
+    try:
+        result = asyncio.run(batcher.render(job))
+    finally:
+        batcher.close()
+    # 7 fails, then 4 (fails), then pieces of 2, 2, 2, 1.
+    assert sizes[:2] == [7, 4] and sizes[-4:] == [2, 2, 2, 1]
+    np.testing.assert_array_equal(result.arrays[0], _expected(job))
+    result.release()
+
+
+def test_out_of_memory_for_one_sample_is_reported(monkeypatch):
+    import heatmap_server.batching as batching
+
+    def always_fails(args, out=None):
+        raise torch.OutOfMemoryError("injected")
+
+    monkeypatch.setattr(batching, "heatmaps_from_args", always_fails)
+    batcher = Batcher(torch.device("cpu"), max_delay_us=0)
+    try:
+        with pytest.raises(torch.OutOfMemoryError):
+            asyncio.run(batcher.render(_job(2)))
+        assert batcher.pool.idle_buffers == 1  # the host buffer went back despite the failure
+    finally:
+        batcher.close()

@@ -143,6 +143,7 @@ class Batcher:
         self.max_batch_keypoints = max_batch_keypoints
         self.max_queue = max_queue
         self.pool = pool or BufferPool()
+        self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self._pending: collections.deque[_Entry] = collections.deque()
         self._condition = threading.Condition()
         self._closed = False
@@ -233,21 +234,8 @@ class Batcher:
             outputs = [_host(profiles.rows), _host(profiles.cols)]
             weights = profiles.weights
         else:
-            batch, _, keypoints, _ = args.keypoints.shape
-            shape = (batch, keypoints, *args.size)
-            if first.wire_dtype in _FIXED_POINT:
-                scale, storage = _FIXED_POINT[first.wire_dtype]
-                values, scratch = self.pool.take(shape, torch.float32, self.device)
-                result = heatmaps_from_args(args, out=values)
-                torch.round(values.mul_(scale), out=values)
-                out, lease = self.pool.take(shape, storage, self.device, users=len(jobs))
-                out.copy_(values)
-                scratch.release()
-            else:
-                out, lease = self.pool.take(shape, args.dtype, self.device, users=len(jobs))
-                result = heatmaps_from_args(args, out=out)
+            out, lease, weights = self._dense(args, first.wire_dtype, users=len(jobs))
             outputs = [_host(out)]
-            weights = result.weights
         weights_host = _host(weights)
         render_us = int((time.perf_counter() - started) * 1e6)
         results, offset = [], 0
@@ -266,6 +254,84 @@ class Batcher:
                 )
             )
         return results
+
+    def _dense(
+        self, args: RenderArgs, wire_dtype: str, users: int
+    ) -> tuple[torch.Tensor, Lease, torch.Tensor]:
+        """Renders into a pooled host buffer; on CUDA out of memory, retries in smaller pieces.
+
+        Returns the host tensor, its lease (shared by ``users``) and the weights.
+
+        Raises:
+            torch.OutOfMemoryError: when even one sample at a time does not fit.
+        """
+        batch, _, keypoints, _ = args.keypoints.shape
+        fixed = _FIXED_POINT.get(wire_dtype)
+        storage = fixed[1] if fixed else args.dtype
+        on_cpu = self.device.type == "cpu"
+        host, lease = self.pool.take(
+            (batch, keypoints, *args.size), storage, torch.device("cpu"), users=users,
+            pinned=not on_cpu,
+        )
+        pieces = 1
+        while True:
+            try:
+                return host, lease, self._dense_pieces(args, fixed, host, pieces)
+            except torch.OutOfMemoryError:
+                if pieces >= batch:
+                    for _ in range(users):
+                        lease.release()
+                    raise
+                if not on_cpu:
+                    torch.cuda.empty_cache()
+                pieces = min(batch, pieces * 2)
+
+    def _dense_pieces(
+        self, args: RenderArgs, fixed: tuple | None, host: torch.Tensor, pieces: int
+    ) -> torch.Tensor:
+        """Renders ``args`` in ``pieces`` slices of the batch into ``host``; returns the weights.
+
+        On the CPU the renderer writes straight into ``host``. On CUDA each piece is rendered and
+        converted on the device, then copied into pinned ``host`` memory on a dedicated stream, so
+        the copy of one piece overlaps the render of the next.
+        """
+        batch = host.shape[0]
+        step = max(1, -(-batch // pieces))
+        copy_stream = self._copy_stream
+        scratch: list[Lease] = []
+        weights = []
+        try:
+            for start in range(0, max(batch, 1), step):
+                rows = slice(start, start + step)
+                part = replace(args, keypoints=args.keypoints[rows], visibility=args.visibility[rows])
+                target = host[rows]
+                if copy_stream is None and fixed is None:
+                    weights.append(heatmaps_from_args(part, out=target).weights)
+                    continue
+                values, values_lease = self.pool.take(tuple(target.shape), args.dtype, self.device)
+                scratch.append(values_lease)
+                weights.append(heatmaps_from_args(part, out=values).weights)
+                if fixed is not None:
+                    scale, storage = fixed
+                    torch.round(values.mul_(scale), out=values)
+                    if copy_stream is not None:
+                        quantized, quantized_lease = self.pool.take(
+                            tuple(target.shape), storage, self.device
+                        )
+                        scratch.append(quantized_lease)
+                        values = quantized.copy_(values)
+                if copy_stream is None:
+                    target.copy_(values)
+                else:
+                    copy_stream.wait_stream(torch.cuda.current_stream(self.device))
+                    with torch.cuda.stream(copy_stream):
+                        target.copy_(values, non_blocking=True)
+        finally:
+            if copy_stream is not None:
+                copy_stream.synchronize()  # device buffers are reused only after their copy
+            for lease in scratch:
+                lease.release()
+        return torch.cat(weights) if len(weights) > 1 else weights[0]
 
     def close(self) -> None:
         """Renders what is queued, then stops the device thread."""

@@ -257,6 +257,11 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
             rendered = await self._batcher.render(job)
         except QueueFull as full:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue", f"full ({full})") from None
+        except torch.OutOfMemoryError:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "keypoints",
+                "the device ran out of memory even rendering one sample at a time",
+            ) from None
         finally:
             metrics.queue_depth.dec()
         started = time.perf_counter()
