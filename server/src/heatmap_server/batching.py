@@ -107,6 +107,17 @@ def _host(tensor: torch.Tensor) -> np.ndarray:
     return tensor.cpu().numpy()
 
 
+def _joined_visibility(jobs: list[RenderJob]) -> torch.Tensor | None:
+    """The jobs' visibilities concatenated along B (ones for jobs that gave none), or None."""
+    if all(job.args.visibility is None for job in jobs):
+        return None
+    return torch.cat([
+        job.args.visibility if job.args.visibility is not None
+        else torch.ones(job.args.keypoints.shape[:-1], dtype=torch.float32)
+        for job in jobs
+    ])
+
+
 def _deliver(future: asyncio.Future, result: object, error: BaseException | None) -> None:
     if future.cancelled():
         if isinstance(result, Rendered):
@@ -222,16 +233,15 @@ class Batcher:
             args = replace(
                 args,
                 keypoints=torch.cat([job.args.keypoints for job in jobs]),
-                visibility=torch.cat([job.args.visibility for job in jobs]),
+                visibility=_joined_visibility(jobs),
             )
         if args.keypoints.device != self.device:
-            args = replace(
-                args, keypoints=args.keypoints.to(self.device), visibility=args.visibility.to(self.device)
-            )
+            visibility = None if args.visibility is None else args.visibility.to(self.device)
+            args = replace(args, keypoints=args.keypoints.to(self.device), visibility=visibility)
         lease = None
         if first.separable:
             profiles = profiles_from_args(args)
-            outputs = [_host(profiles.rows), _host(profiles.cols)]
+            outputs = [_host(profiles.rows.contiguous()), _host(profiles.cols.contiguous())]
             weights = profiles.weights
         else:
             out, lease, weights = self._dense(args, first.wire_dtype, users=len(jobs))
@@ -303,7 +313,8 @@ class Batcher:
         try:
             for start in range(0, max(batch, 1), step):
                 rows = slice(start, start + step)
-                part = replace(args, keypoints=args.keypoints[rows], visibility=args.visibility[rows])
+                visibility = None if args.visibility is None else args.visibility[rows]
+                part = replace(args, keypoints=args.keypoints[rows], visibility=visibility)
                 target = host[rows]
                 if copy_stream is None and fixed is None:
                     weights.append(heatmaps_from_args(part, out=target).weights)

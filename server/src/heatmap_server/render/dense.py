@@ -136,13 +136,17 @@ def heatmaps_from_args(args: RenderArgs, out: torch.Tensor | None = None) -> Ren
     else:
         _check_out(out, shape, args.dtype, device)
     profiles = profiles_from_args(args)
+    fused_cast = out.dtype == torch.float32 or device.type != "cpu"
+    if profiles.rows.shape[1] == 1 and fused_cast:
+        # The common case, one instance: a single broadcast multiply straight into ``out``.
+        torch.mul(profiles.rows[:, 0, :, :, None], profiles.cols[:, 0, :, None, :], out=out)
+        return RenderResult(heatmaps=out, weights=profiles.weights)
     # (B, N, K, L) -> (B * K, N, L) so that every (sample, keypoint) is one output channel.
-    # The instance count is spelled out: reshape() cannot infer a -1 when B * K is 0.
     instances = profiles.rows.shape[1]
     rows = profiles.rows.transpose(1, 2).reshape(batch * num_keypoints, instances, height)
     cols = profiles.cols.transpose(1, 2).reshape(batch * num_keypoints, instances, width)
     flat_out = out.view(batch * num_keypoints, height, width)
-    if out.dtype == torch.float32 or device.type != "cpu":
+    if fused_cast:
         _outer_max(rows, cols, flat_out)
     else:
         _outer_max_via_scratch(rows, cols, flat_out)

@@ -12,8 +12,9 @@ enters the exponent). So instead of pasting a kernel per keypoint, we tabulate, 
 
 These are the seed's and mmpose's window rules verbatim, including the asymmetric window for a
 non-integer ``3 sigma`` and the peak shift that truncation toward zero causes left of the origin.
-Rendering then reduces to one gather per axis. Centres beyond the tabulated range all map to the
-first or last row, which is empty and flagged "outside".
+Rendering then reduces to one gather for both axes at once (:class:`WindowPlan` stacks the two
+axes' tables, padded to the longer side). Centres beyond the tabulated range all map to the first or
+last row of their block, which is empty and flagged "outside".
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ import torch
 
 __all__ = [
     "AxisTable",
-    "axis_table",
+    "WindowPlan",
     "clear_table_cache",
     "table_cache_info",
+    "window_plan",
 ]
 
-# Bounded by bytes, not entries: a per-keypoint-sigma table of a large heatmap can be tens of MB.
+# Bounded by bytes, not entries: a per-keypoint-sigma plan for a large heatmap can be tens of MB.
 _CACHE_BUDGET_BYTES = 256 * 1024 * 1024
 
 
@@ -63,7 +65,7 @@ class AxisTable:
         return self.rows.numel() * self.rows.element_size() + self.outside.numel()
 
 
-_cache: OrderedDict[tuple, AxisTable] = OrderedDict()
+_cache: OrderedDict[tuple, "WindowPlan"] = OrderedDict()
 _cache_bytes = 0
 _cache_lock = threading.Lock()
 
@@ -103,31 +105,101 @@ def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.devi
     )
 
 
-def axis_table(sigmas: tuple[float, ...], kind: str, length: int, device: torch.device) -> AxisTable:
-    """Returns the (cached) table of profiles along an axis of ``length`` pixels.
+@dataclass(frozen=True)
+class WindowPlan:
+    """Both axes' profile tables for one render configuration, for a single gather per call.
+
+    Row of keypoint k's profile along axis a (0: x, 1: y) for integer centre ``mu``::
+
+        clamp(mu, lowest, highest[a]) + offsets[k or 0, a]
+
+    Attributes:
+        table: ``(rows, max(H, W))``; x profiles use the first W columns, y the first H. Float32
+            kernel values (``kind="window"``) or float64 distances, ``+inf`` off-window (``"offset"``).
+        outside: ``(rows,)`` bool, mmpose's weight rule per axis.
+        lowest, highest: ``(2,)`` clamp bounds for the centres, in the keypoints' dtype.
+        offsets: ``(K or 1, 2)`` int64.
+        empty_row: a row of zeros (of +inf for ``"offset"``), for keypoints that are not drawn.
+    """
+
+    table: torch.Tensor
+    outside: torch.Tensor
+    lowest: torch.Tensor
+    highest: torch.Tensor
+    offsets: torch.Tensor
+    empty_row: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.table.numel() * self.table.element_size() + self.outside.numel()
+
+
+def _plan(
+    sigmas: tuple[float, ...], kind: str, size: tuple[int, int], device: torch.device,
+    dtype: torch.dtype,
+) -> WindowPlan:
+    height, width = size
+    distinct = tuple(dict.fromkeys(sigmas)) or (1.0,)  # K = 0: a table nobody indexes
+    slots = torch.tensor([distinct.index(sigma) for sigma in sigmas], dtype=torch.int64)
+    axes = [_build(distinct, kind, length, device) for length in (width, height)]
+    widest = max(size)
+    fill = 0.0 if kind == "window" else math.inf
+    blocks, outside, bases = [], [], []
+    base = 0
+    for axis in axes:
+        body = axis.rows[:-1]  # drop the per-axis empty row; one shared row goes last
+        pad = torch.full((body.shape[0], widest - body.shape[1]), fill, dtype=body.dtype, device=device)
+        blocks.append(torch.cat([body, pad], dim=1))
+        outside.append(axis.outside[:-1])
+        bases.append(base - axis.lowest_centre + slots * axis.rows_per_sigma)
+        base += body.shape[0]
+    blocks.append(torch.full((1, widest), fill, dtype=blocks[0].dtype, device=device))
+    outside.append(torch.ones(1, dtype=torch.bool, device=device))
+    lowest = axes[0].lowest_centre
+    return WindowPlan(
+        table=torch.cat(blocks),
+        outside=torch.cat(outside),
+        lowest=torch.tensor([lowest, lowest], dtype=dtype, device=device),
+        highest=torch.tensor(
+            [axis.lowest_centre + axis.rows_per_sigma - 1 for axis in axes], dtype=dtype, device=device
+        ),
+        offsets=torch.stack(bases, dim=1).to(device),
+        empty_row=base,
+    )
+
+
+def window_plan(
+    sigmas: tuple[float, ...],
+    kind: str,
+    size: tuple[int, int],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> WindowPlan:
+    """Returns the (cached) :class:`WindowPlan`.
 
     Args:
-        sigmas: the distinct sigmas, in the order their blocks appear in the table.
+        sigmas: one sigma, or one per keypoint (distinct values share a table block).
         kind: ``"window"`` (kernel values, ``seed``/``msra``) or ``"offset"`` (distances, ``udp``).
-        length: the axis length (W for x, H for y).
-        device: where the table lives.
+        size: ``(H, W)`` of the heatmap.
+        device: where the tables live.
+        dtype: the keypoints' dtype (the clamp bounds are compared with centres in it).
     """
     global _cache_bytes
-    key = (sigmas, kind, length, str(device))
+    key = (sigmas, kind, size, str(device), dtype)
     with _cache_lock:
-        table = _cache.get(key)
-        if table is not None:
+        plan = _cache.get(key)
+        if plan is not None:
             _cache.move_to_end(key)
-            return table
-    table = _build(sigmas, kind, length, device)
+            return plan
+    plan = _plan(sigmas, kind, size, device, dtype)
     with _cache_lock:
-        if key not in _cache and table.nbytes <= _CACHE_BUDGET_BYTES:
-            _cache[key] = table
-            _cache_bytes += table.nbytes
+        if key not in _cache and plan.nbytes <= _CACHE_BUDGET_BYTES:
+            _cache[key] = plan
+            _cache_bytes += plan.nbytes
             while _cache_bytes > _CACHE_BUDGET_BYTES:
                 _, evicted = _cache.popitem(last=False)
                 _cache_bytes -= evicted.nbytes
-    return table
+    return plan
 
 
 def table_cache_info() -> dict[str, int]:

@@ -21,11 +21,12 @@ keypoints, so that truncation edges fall exactly where theirs do.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import torch
 
-from .kernels import AxisTable, axis_table
+from .kernels import window_plan
 from .validate import RenderArgs, check_render_args
 
 __all__ = [
@@ -51,74 +52,64 @@ class Profiles(NamedTuple):
     weights: torch.Tensor
 
 
+@functools.lru_cache(maxsize=256)
+def _coordinate_scale(
+    coords: str, method: str, size: tuple[int, int], input_size: tuple[int, int] | None,
+    dtype: torch.dtype, device: torch.device,
+) -> torch.Tensor:
+    """The (x, y) factor of a coordinate space, as mmpose and the seed compute it."""
+    height, width = size
+    if coords == "normalized":
+        ratio = [width, height]
+    elif method == "udp":
+        # UDP maps corner pixel to corner pixel: (input - 1) / (heatmap - 1).
+        in_height, in_width = input_size
+        ratio = [(in_width - 1) / (width - 1), (in_height - 1) / (height - 1)]
+    else:
+        in_height, in_width = input_size
+        ratio = [in_width / width, in_height / height]
+    # mmpose computes the ratio in float64 and divides float32 keypoints by its float32 rounding.
+    return torch.tensor(ratio, dtype=torch.float64).to(dtype).to(device)
+
+
 def heatmap_coordinates(args: RenderArgs) -> torch.Tensor:
     """Keypoints ``(B, N, K, 2)`` converted to heatmap pixels (pixel centres at integers)."""
     points = args.keypoints
-    height, width = args.size
     if args.coords == "heatmap":
         return points
+    if args.coords == "pixel" and args.input_size is None:
+        raise ValueError("input_size: required when coords='pixel'")
+    scale = _coordinate_scale(
+        args.coords, args.method, args.size, args.input_size, points.dtype, points.device
+    )
     if args.coords == "normalized":
         # The seed's convention: x in [-1, 1], -1 the left edge, 0.5 * (x + 1) * W.
-        extent = torch.tensor([width, height], dtype=points.dtype, device=points.device)
-        return (points + 1) * 0.5 * extent
-    if args.input_size is None:
-        raise ValueError("input_size: required when coords='pixel'")
-    in_height, in_width = args.input_size
-    if args.method == "udp":
-        # UDP maps corner pixel to corner pixel: (input - 1) / (heatmap - 1).
-        ratio = [(in_width - 1) / (width - 1), (in_height - 1) / (height - 1)]
-    else:
-        ratio = [in_width / width, in_height / height]
-    # mmpose computes the ratio in float64 and divides float32 keypoints by its float32 rounding.
-    scale = torch.tensor(ratio, dtype=torch.float64).to(points.dtype).to(points.device)
+        return (points + 1) * 0.5 * scale
     return points / scale
 
 
-def _sigma_slots(args: RenderArgs) -> tuple[tuple[float, ...], list[int]]:
-    distinct = tuple(dict.fromkeys(args.sigmas))
-    if len(distinct) <= 1:
-        # K == 0 with sigma == []: no keypoint reads the table, any one sigma builds it.
-        return distinct or (1.0,), [0]
-    position = {sigma: slot for slot, sigma in enumerate(distinct)}
-    return distinct, [position[sigma] for sigma in args.sigmas]
+def _windowed(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | None):
+    """Profiles of ``seed``, ``msra`` and ``udp``: one table gather keyed by the integer centre.
 
-
-def _table_rows(
-    table: AxisTable, centre: torch.Tensor, slots: list[int], device: torch.device
-) -> torch.Tensor:
-    """Row index ``(B, N, K)`` of each keypoint's profile in ``table``."""
-    lowest = table.lowest_centre
-    highest = lowest + table.rows_per_sigma - 1
-    row = (centre.clamp(lowest, highest) - lowest).long()
-    if len(slots) > 1:
-        row = row + torch.tensor(slots, device=device) * table.rows_per_sigma
-    return row
-
-
-def _windowed(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor):
-    """Profiles of ``seed``, ``msra`` and ``udp``: table gathers keyed by the integer centre."""
-    device = coords.device
-    height, width = args.size
-    distinct, slots = _sigma_slots(args)
-    centre = torch.trunc(coords) if args.method == "seed" else torch.trunc(coords + 0.5)
+    Returns ``(profiles (B, N, K, 2, max(H, W)), outside (B, N, K))``.
+    """
     kind = "offset" if args.method == "udp" else "window"
-    tables = [axis_table(distinct, kind, length, device) for length in (width, height)]
-    rows = [_table_rows(t, centre[..., axis], slots, device) for axis, t in enumerate(tables)]
-    outside = tables[0].outside[rows[0]] | tables[1].outside[rows[1]]
-    drawn = draw_ok & ~outside
-    profiles = []
-    for axis, table in enumerate(tables):
-        row = torch.where(drawn, rows[axis], table.empty_row)
-        length = table.rows.shape[1]  # not -1: view() cannot infer it when B, N or K is 0
-        gathered = table.rows.index_select(0, row.reshape(-1)).view(*row.shape, length)
-        if kind == "offset":
-            # UDP: exp(-(d - f)^2 / (2 sigma^2)) with d the distance from the kernel centre and
-            # f = u - mu the sub-pixel offset. +inf outside the window gives exactly 0.
-            fraction = (coords[..., axis] - centre[..., axis]).to(torch.float64)
-            two_var = _two_variance(args, device)
-            gathered = torch.exp(-((gathered - fraction[..., None]) ** 2) / two_var)
-            gathered = gathered.to(torch.float32)
-        profiles.append(gathered)
+    plan = window_plan(args.sigmas, kind, args.size, coords.device, coords.dtype)
+    centre = coords if args.method == "seed" else coords + 0.5
+    # .long() truncates toward zero, like int(); clamping first keeps far-off centres in range.
+    rows = torch.clamp(centre, plan.lowest, plan.highest).long() + plan.offsets
+    outside = plan.outside[rows].any(dim=-1)
+    if draw_ok is not None:
+        rows = torch.where((draw_ok & ~outside)[..., None], rows, plan.empty_row)
+    # Without visibility no masking is needed: a window that misses the heatmap is an all-zero
+    # row on at least one axis, so its product is zero anyway.
+    profiles = plan.table.index_select(0, rows.view(-1)).view(*rows.shape, plan.table.shape[1])
+    if kind == "offset":
+        # UDP: exp(-(d - f)^2 / (2 sigma^2)) with d the distance from the kernel centre and
+        # f = u - mu the sub-pixel offset. +inf off the window gives exactly 0.
+        fraction = (coords - torch.trunc(centre)).to(torch.float64)
+        two_var = _two_variance(args, coords.device)[..., None]
+        profiles = torch.exp(-((profiles - fraction[..., None]) ** 2) / two_var).to(torch.float32)
     return profiles, outside
 
 
@@ -128,11 +119,11 @@ def _two_variance(args: RenderArgs, device: torch.device) -> torch.Tensor:
     return (2 * sigma**2)[:, None]
 
 
-def _dark(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor):
+def _dark(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | None):
     """Profiles of ``dark``: the Gaussian at the float centre over the whole axis.
 
     There is no window to tabulate (the centre is continuous), but the work is O(K * (H + W)),
-    negligible beside the O(K * H * W) product.
+    negligible beside the O(K * H * W) product. Returns the same layout as :func:`_windowed`.
     """
     device = coords.device
     height, width = args.size
@@ -143,29 +134,28 @@ def _dark(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor):
     left = coords - radius
     right = coords + radius + 1
     outside = ((left >= lengths) | (right < 0)).any(dim=-1)
-    drawn = draw_ok & ~outside
-    two_var = _two_variance(args, device)
-    profiles = []
-    for axis, length in enumerate((width, height)):
-        pixels = torch.arange(length, dtype=torch.float64, device=device)
-        centre = coords[..., axis].to(torch.float64)[..., None]
-        profile = torch.exp(-((pixels - centre) ** 2) / two_var).to(torch.float32)
-        profiles.append(profile * drawn[..., None])
-    return profiles, outside
+    drawn = ~outside if draw_ok is None else draw_ok & ~outside
+    pixels = torch.arange(max(height, width), dtype=torch.float64, device=device)
+    centre = coords.to(torch.float64)[..., None]  # (B, N, K, 2, 1)
+    two_var = _two_variance(args, device)[..., None]
+    profiles = torch.exp(-((pixels - centre) ** 2) / two_var).to(torch.float32)
+    return profiles * drawn[..., None, None], outside
 
 
 def profiles_from_args(args: RenderArgs) -> Profiles:
     """:func:`render_profiles` on already checked arguments."""
+    height, width = args.size
     coords = heatmap_coordinates(args)
-    draw_ok = args.visibility >= 0.5
-    if args.method == "dark":
-        (cols, rows), outside = _dark(args, coords, draw_ok)
+    draw_ok = None if args.visibility is None else args.visibility >= 0.5
+    method = _dark if args.method == "dark" else _windowed
+    profiles, outside = method(args, coords, draw_ok)
+    if args.visibility is None:
+        weights = (~outside).to(torch.float32)
     else:
-        (cols, rows), outside = _windowed(args, coords, draw_ok)
-    weights = torch.where(draw_ok & outside, 0.0, args.visibility)
+        weights = torch.where(draw_ok & outside, 0.0, args.visibility)
     if not args.has_instances:
         weights = weights.squeeze(1)
-    return Profiles(rows=rows, cols=cols, weights=weights)
+    return Profiles(rows=profiles[..., 1, :height], cols=profiles[..., 0, :width], weights=weights)
 
 
 def render_profiles(

@@ -33,11 +33,12 @@ class RenderArgs:
     """Checked, normalised renderer arguments.
 
     ``keypoints`` is always ``(B, N, K, 2)`` (an instance axis of 1 is added to ``(B, K, 2)`` input and
-    ``has_instances`` remembers that), ``visibility`` is ``(B, N, K)`` float32 on the same device.
+    ``has_instances`` remembers that); ``visibility`` is ``(B, N, K)`` float32 on the same device,
+    or None when every keypoint is visible.
     """
 
     keypoints: torch.Tensor
-    visibility: torch.Tensor
+    visibility: torch.Tensor | None
     has_instances: bool
     size: tuple[int, int]
     sigmas: tuple[float, ...]
@@ -75,6 +76,14 @@ def _as_tensor(name: str, value: Any, device: torch.device | None = None) -> tor
     return tensor
 
 
+def _all_finite(tensor: torch.Tensor) -> bool:
+    # A finite sum proves every element finite, at a fraction of isfinite().all()'s cost; a
+    # non-finite sum may be an overflow of large finite values, so only then look closer.
+    if tensor.numel() == 0 or math.isfinite(float(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
 def _check_keypoints(keypoints: Any) -> tuple[torch.Tensor, bool]:
     tensor = _as_tensor("keypoints", keypoints)
     if tensor.ndim not in (3, 4) or tensor.shape[-1] != 2:
@@ -85,7 +94,7 @@ def _check_keypoints(keypoints: Any) -> tuple[torch.Tensor, bool]:
     # keypoints; integer and half inputs are widened to float32.
     if tensor.dtype != torch.float64:
         tensor = tensor.to(torch.float32)
-    if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+    if not _all_finite(tensor):
         raise ValueError("keypoints: contains NaN or infinite coordinates")
     has_instances = tensor.ndim == 4
     return (tensor if has_instances else tensor.unsqueeze(1)), has_instances
@@ -131,16 +140,18 @@ def _check_sigma(sigma: Any, num_keypoints: int, size: tuple[int, int]) -> tuple
     return values
 
 
-def _check_visibility(visibility: Any, keypoints: torch.Tensor, has_instances: bool) -> torch.Tensor:
+def _check_visibility(
+    visibility: Any, keypoints: torch.Tensor, has_instances: bool
+) -> torch.Tensor | None:
     expected = tuple(keypoints.shape[:-1]) if has_instances else (keypoints.shape[0], keypoints.shape[2])
     if visibility is None:
-        return torch.ones(keypoints.shape[:-1], dtype=torch.float32, device=keypoints.device)
+        return None
     tensor = _as_tensor("visibility", visibility, keypoints.device).to(torch.float32)
     if tuple(tensor.shape) != expected:
         raise ValueError(
             f"visibility: expected shape {expected} to match keypoints, got {tuple(tensor.shape)}"
         )
-    if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+    if not _all_finite(tensor):
         raise ValueError("visibility: contains NaN or infinite values")
     return tensor if has_instances else tensor.unsqueeze(1)
 
