@@ -25,6 +25,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The network tests' servers (tests/live_server.py) render on the same device.
+    os.environ["HEATMAP_TEST_DEVICE"] = config.getoption("--device")
+
+
 @pytest.fixture(scope="session")
 def device(pytestconfig: pytest.Config):
     """The ``torch.device`` the tests run on; skips them when it is asked for but absent."""

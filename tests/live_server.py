@@ -21,10 +21,16 @@ import pytest
 _LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
 
+def server_device() -> str:
+    """The device the test servers render on: ``HEATMAP_TEST_DEVICE`` (as ``--device``), else cpu."""
+    return os.environ.get("HEATMAP_TEST_DEVICE", "cpu")
+
+
 class LiveServer:
     """A running server process: its ``target`` (``127.0.0.1:PORT``), process and log lines."""
 
     def __init__(self, process: subprocess.Popen, port: int, lines: list[str]):
+        self.device = server_device()
         self.process = process
         self.port = port
         self.target = f"127.0.0.1:{port}"
@@ -51,7 +57,7 @@ class LiveServer:
 def running_server(*flags: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[LiveServer]:
     """Runs ``heatmap-server serve --host 127.0.0.1 --port 0 *flags`` until the block ends."""
     command = [sys.executable, "-m", "heatmap_server", "serve", "--host", "127.0.0.1", "--port", "0",
-               "--device", "cpu", *flags]
+               "--device", server_device(), *flags]
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
@@ -94,6 +100,11 @@ def running_server(*flags: str, env: dict[str, str] | None = None, timeout: floa
 
 @pytest.fixture(scope="session")
 def live_server() -> Iterator[LiveServer]:
-    """One real server for the session (CPU, default limits, 2 encoder threads)."""
+    """One real server for the session (on the test device, default limits, 2 encoder threads)."""
+    if server_device().startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip(f"--device={server_device()} asks for CUDA, but torch sees no GPU")
     with running_server("--max-output-elements", str(64 * 1024 * 1024)) as server:
         yield server

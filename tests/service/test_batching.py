@@ -34,8 +34,8 @@ async def _render_all(batcher: Batcher, jobs: list[RenderJob]):
     return await asyncio.gather(*(batcher.render(job) for job in jobs))
 
 
-def test_coalesced_results_equal_separate_renders_and_each_caller_gets_its_slice():
-    batcher = Batcher(torch.device("cpu"), max_delay_us=200_000)
+def test_coalesced_results_equal_separate_renders_and_each_caller_gets_its_slice(device):
+    batcher = Batcher(device, max_delay_us=200_000)
     try:
         jobs = [_job(batch, seed=batch) for batch in (1, 3, 2, 4)]
         results = asyncio.run(_render_all(batcher, jobs))
@@ -49,8 +49,8 @@ def test_coalesced_results_equal_separate_renders_and_each_caller_gets_its_slice
         result.release()
 
 
-def test_mixed_parameters_are_never_coalesced():
-    batcher = Batcher(torch.device("cpu"), max_delay_us=200_000)
+def test_mixed_parameters_are_never_coalesced(device):
+    batcher = Batcher(device, max_delay_us=200_000)
     jobs = [_job(2), _job(2, sigma=3.0), _job(2, size=(16, 16)), _job(2, keypoints=6),
             _job(2, dtype="float16"), _job(2, separable=True), _job(2, method="udp"), _job(2, seed=9)]
     try:
@@ -63,8 +63,8 @@ def test_mixed_parameters_are_never_coalesced():
     np.testing.assert_array_equal(results[-1].arrays[0], _expected(jobs[-1]))
 
 
-def test_max_batch_keypoints_splits_groups():
-    batcher = Batcher(torch.device("cpu"), max_delay_us=100_000, max_batch_keypoints=20)
+def test_max_batch_keypoints_splits_groups(device):
+    batcher = Batcher(device, max_delay_us=100_000, max_batch_keypoints=20)
     try:
         results = asyncio.run(_render_all(batcher, [_job(2, seed=i) for i in range(4)]))  # 10 each
     finally:
@@ -72,7 +72,7 @@ def test_max_batch_keypoints_splits_groups():
     assert [result.coalesced_requests for result in results] == [2, 2, 2, 2]
 
 
-def test_a_cancelled_caller_does_not_disturb_the_others():
+def test_a_cancelled_caller_does_not_disturb_the_others(device):
     async def scenario(batcher: Batcher):
         jobs = [_job(2, seed=i) for i in range(3)]
         tasks = [asyncio.ensure_future(batcher.render(job)) for job in jobs]
@@ -81,7 +81,7 @@ def test_a_cancelled_caller_does_not_disturb_the_others():
         done = await asyncio.gather(*tasks, return_exceptions=True)
         return jobs, done
 
-    batcher = Batcher(torch.device("cpu"), max_delay_us=150_000)
+    batcher = Batcher(device, max_delay_us=150_000)
     try:
         jobs, done = asyncio.run(scenario(batcher))
     finally:
@@ -92,25 +92,27 @@ def test_a_cancelled_caller_does_not_disturb_the_others():
         done[index].release()
 
 
-def test_buffers_are_reused_and_the_pool_is_bounded():
+def test_buffers_are_reused_and_the_pool_is_bounded(device):
     pool = BufferPool(max_bytes=4 * 1024 * 1024)
-    batcher = Batcher(torch.device("cpu"), max_delay_us=0, pool=pool)
+    batcher = Batcher(device, max_delay_us=0, pool=pool)
 
-    async def sequential():
-        for seed in range(20):
+    async def sequential(count: int):
+        for seed in range(count):
             result = await batcher.render(_job(3, seed=seed, size=(32, 32)))
             result.release()
 
     try:
-        asyncio.run(sequential())
+        asyncio.run(sequential(1))
+        first = pool.allocations  # the host buffer (and on CUDA a device buffer)
+        asyncio.run(sequential(20))
     finally:
         batcher.close()
-    assert pool.allocations == 1
-    assert pool.idle_buffers == 1 and pool.idle_bytes <= pool.max_bytes
+    assert pool.allocations == first <= 2
+    assert pool.idle_buffers == first and pool.idle_bytes <= pool.max_bytes
 
 
-def test_a_full_queue_refuses_new_jobs():
-    batcher = Batcher(torch.device("cpu"), max_delay_us=300_000, max_queue=2)
+def test_a_full_queue_refuses_new_jobs(device):
+    batcher = Batcher(device, max_delay_us=300_000, max_queue=2)
 
     async def flood():
         # Different sizes never coalesce: the device thread holds one, two wait, the rest bounce.
@@ -142,7 +144,7 @@ def test_concurrent_clients_are_coalesced_by_the_real_server():
         np.testing.assert_array_equal(result.heatmaps, render_heatmaps(points, (64, 48), 2.0).heatmaps.numpy())
 
 
-def test_out_of_memory_splits_the_batch_and_retries(monkeypatch):
+def test_out_of_memory_splits_the_batch_and_retries(monkeypatch, device):
     import heatmap_server.batching as batching
 
     real = batching.heatmaps_from_args
@@ -155,7 +157,7 @@ def test_out_of_memory_splits_the_batch_and_retries(monkeypatch):
         return real(args, out=out)
 
     monkeypatch.setattr(batching, "heatmaps_from_args", fails_above_two)
-    batcher = Batcher(torch.device("cpu"), max_delay_us=0)
+    batcher = Batcher(device, max_delay_us=0)
     job = _job(7, seed=3)
     try:
         result = asyncio.run(batcher.render(job))
@@ -167,17 +169,17 @@ def test_out_of_memory_splits_the_batch_and_retries(monkeypatch):
     result.release()
 
 
-def test_out_of_memory_for_one_sample_is_reported(monkeypatch):
+def test_out_of_memory_for_one_sample_is_reported(monkeypatch, device):
     import heatmap_server.batching as batching
 
     def always_fails(args, out=None):
         raise torch.OutOfMemoryError("injected")
 
     monkeypatch.setattr(batching, "heatmaps_from_args", always_fails)
-    batcher = Batcher(torch.device("cpu"), max_delay_us=0)
+    batcher = Batcher(device, max_delay_us=0)
     try:
         with pytest.raises(torch.OutOfMemoryError):
             asyncio.run(batcher.render(_job(2)))
-        assert batcher.pool.idle_buffers == 1  # the host buffer went back despite the failure
+        assert batcher.pool.idle_buffers >= 1  # the host buffer went back despite the failure
     finally:
         batcher.close()

@@ -71,6 +71,9 @@ _cache_lock = threading.Lock()
 
 
 def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.device) -> AxisTable:
+    # Tables are computed on the CPU and then moved, so every device renders from the very same
+    # float32 values (device exp() implementations may differ in the last bit).
+    target, device = device, torch.device("cpu")
     radius_max = 3 * max(sigmas)
     lowest = -math.ceil(radius_max) - 2
     highest = length + math.ceil(radius_max) + 1
@@ -100,8 +103,8 @@ def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.devi
     return AxisTable(
         lowest_centre=lowest,
         rows_per_sigma=highest - lowest + 1,
-        rows=torch.cat([rows.reshape(-1, length), empty]),
-        outside=torch.cat([outside, torch.ones(1, dtype=torch.bool, device=device)]),
+        rows=torch.cat([rows.reshape(-1, length), empty]).to(target),
+        outside=torch.cat([outside, torch.ones(1, dtype=torch.bool, device=device)]).to(target),
     )
 
 
