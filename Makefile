@@ -5,7 +5,7 @@ TORCH_VERSION ?= 2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test bench proto serve clean
+.PHONY: install install-packages test bench proto serve clean
 
 install: $(STAMP)
 
@@ -13,9 +13,21 @@ install: $(STAMP)
 # open range would pull a multi-GB CUDA build.
 $(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e 'client[preview]' -e server -r requirements-dev.txt
+	$(MAKE) install-packages
 	touch $(STAMP)
+
+# The install steps, in one place: `make install` runs them into .venv, the Dockerfile runs them
+# into the image's environment with
+#   make install-packages PIP=... TORCH_INDEX_URL=... EDITABLE= DEV_REQUIREMENTS=
+# TORCH_INDEX_URL (empty: pip's configured index) picks the torch build, e.g. CPU-only or CUDA.
+PIP ?= $(BIN)/python -m pip
+TORCH_INDEX_URL ?=
+EDITABLE ?= -e
+DEV_REQUIREMENTS ?= -r requirements-dev.txt
+
+install-packages:
+	$(PIP) install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==$(TORCH_VERSION)
+	$(PIP) install --quiet $(EDITABLE) './client[preview]' $(EDITABLE) ./server $(DEV_REQUIREMENTS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
