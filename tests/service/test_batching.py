@@ -30,8 +30,17 @@ def _expected(job: RenderJob) -> np.ndarray:
     return render_heatmaps(args.keypoints[:, 0], args.size, args.sigmas[0], method=args.method).heatmaps.numpy()
 
 
+async def _submitted_together(batcher: Batcher, jobs: list[RenderJob]) -> list[asyncio.Task]:
+    """Queues every job before the device thread may look (as a burst of callers would): holding
+    the batcher's condition keeps its thread out while the tasks run up to their first await."""
+    with batcher._condition:
+        tasks = [asyncio.ensure_future(batcher.render(job)) for job in jobs]
+        await asyncio.sleep(0)
+    return tasks
+
+
 async def _render_all(batcher: Batcher, jobs: list[RenderJob]):
-    return await asyncio.gather(*(batcher.render(job) for job in jobs))
+    return await asyncio.gather(*await _submitted_together(batcher, jobs))
 
 
 def test_coalesced_results_equal_separate_renders_and_each_caller_gets_its_slice(device):
@@ -75,7 +84,7 @@ def test_max_batch_keypoints_splits_groups(device):
 def test_a_cancelled_caller_does_not_disturb_the_others(device):
     async def scenario(batcher: Batcher):
         jobs = [_job(2, seed=i) for i in range(3)]
-        tasks = [asyncio.ensure_future(batcher.render(job)) for job in jobs]
+        tasks = await _submitted_together(batcher, jobs)
         await asyncio.sleep(0.01)  # all three are queued, waiting for the delay to pass
         tasks[1].cancel()
         done = await asyncio.gather(*tasks, return_exceptions=True)
@@ -116,8 +125,9 @@ def test_a_full_queue_refuses_new_jobs(device):
 
     async def flood():
         # Different sizes never coalesce: the device thread holds one, two wait, the rest bounce.
-        jobs = [batcher.render(_job(1, seed=i, size=(8, 8 + i))) for i in range(6)]
-        return await asyncio.gather(*jobs, return_exceptions=True)
+        jobs = [_job(1, seed=i, size=(8, 8 + i)) for i in range(6)]
+        tasks = await _submitted_together(batcher, jobs)
+        return await asyncio.gather(*tasks, return_exceptions=True)
 
     try:
         outcomes = asyncio.run(flood())
@@ -128,6 +138,15 @@ def test_a_full_queue_refuses_new_jobs(device):
     assert len(refused) >= 3 and len(served) >= 2
     for result in served:
         result.release()
+
+
+def test_zero_delay_never_coalesces(device):
+    never = Batcher(device, max_delay_us=0)
+    try:
+        results = asyncio.run(_render_all(never, [_job(1, seed=i) for i in range(4)]))
+    finally:
+        never.close()
+    assert [result.coalesced_requests for result in results] == [1, 1, 1, 1]
 
 
 def test_concurrent_clients_are_coalesced_by_the_real_server():

@@ -196,6 +196,8 @@ class Batcher:
                 self._condition.wait()
             first = self._pending.popleft()
             group, keypoints = [first], first.job.keypoint_count
+            if self.max_delay_s <= 0:
+                return group  # coalescing is off
             deadline = first.job.arrived + self.max_delay_s
             while True:
                 for entry in list(self._pending):
