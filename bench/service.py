@@ -1,17 +1,20 @@
 """Benchmark: the heatmap service end to end, against rendering in the loader process.
 
-Starts the real server twice as subprocesses on loopback (A: the dynamic batcher on, default delay;
-B: ``--max-delay-us 0``, no coalescing) and measures, in one run, per scenario:
+Starts the real server three times as subprocesses on loopback and measures, in one run, per
+scenario (A: the dynamic batcher on, default delay; B: ``--max-delay-us 0``, which still coalesces
+whatever is already queued when the device thread picks up a request; C: ``--max-delay-us 0
+--max-batch-keypoints 1``, which really renders one request per device call, i.e. batcher off):
 
   seed_loop        local: the classic per-keypoint function (bench/reference_loops.py)
   mmpose_loop      local: mmpose-style numpy loop (the "Done when" anchor)
   vectorised       local: heatmap_server.render.render_heatmaps(..., out=reused tensor)
   render           remote: HeatmapClient.render(..., out=reused array), one call at a time, server A
   render_fresh     remote: the same without out= (a fresh array per call)
-  render_nobatch   remote: as ``render`` but on server B (a lone client pays no coalescing delay)
+  render_nobatch   remote: as ``render`` but on server C (a lone client pays no coalescing delay)
   render_many      remote: HeatmapClient.render_many(window=4) over one stream, server A
   8proc_batcher    8 client processes (spawn), each rendering with out= for a fixed time, server A
-  8proc_nobatch    the same on server B
+  8proc_nodelay    the same on server B (no delay, opportunistic coalescing)
+  8proc_nobatch    the same on server C (batcher off)
 
 Columns: ms per batch (median, p99; per call for render and the local rows, time between
 consecutive results for render_many, per call in each child for the 8-process rows), samples/s
@@ -74,7 +77,8 @@ CLIENTS = 8
 
 LOCAL_ROWS = ("seed_loop", "mmpose_loop", "vectorised")
 SINGLE_REMOTE_ROWS = ("render", "render_fresh", "render_nobatch", "render_many")
-MULTI_ROWS = ("8proc_batcher", "8proc_nobatch")
+MULTI_ROWS = ("8proc_batcher", "8proc_nodelay", "8proc_nobatch")
+MULTI_SERVER = {"8proc_batcher": "A", "8proc_nodelay": "B", "8proc_nobatch": "C"}
 ROWS = LOCAL_ROWS + SINGLE_REMOTE_ROWS + MULTI_ROWS
 DESCRIPTIONS = {
     "seed_loop": "local, seed-style loop",
@@ -85,6 +89,7 @@ DESCRIPTIONS = {
     "render_nobatch": "remote render(out=), batcher off",
     "render_many": f"remote render_many(window={WINDOW}), batcher on",
     "8proc_batcher": f"{CLIENTS} client processes, batcher on",
+    "8proc_nodelay": f"{CLIENTS} client processes, --max-delay-us 0",
     "8proc_nobatch": f"{CLIENTS} client processes, batcher off",
 }
 
@@ -439,8 +444,8 @@ class MismatchError(RuntimeError):
     """The server, the renderer or a loop disagree: the benchmark refuses to time them."""
 
 
-def check_correctness(sc: Scenario, sent, pixels, client_a, client_b) -> dict:
-    """Remote == local renderer bit for bit (both servers); loops within TOLERANCE of it."""
+def check_correctness(sc: Scenario, sent, pixels, clients: dict[str, HeatmapClient]) -> dict:
+    """Remote == local renderer bit for bit (every server); loops within TOLERANCE of it."""
     import torch
     from heatmap_server.render import render_heatmaps
 
@@ -449,7 +454,8 @@ def check_correctness(sc: Scenario, sent, pixels, client_a, client_b) -> dict:
                             coords=sc.coords)
     expected, expected_w = local.heatmaps.numpy(), local.weights.numpy()
     checks = {}
-    for name, client in (("server_A", client_a), ("server_B", client_b)):
+    for name, client in clients.items():
+        name = f"server_{name}"
         r = client.render(sent[0], **kwargs)
         if not (np.array_equal(r.heatmaps, expected) and np.array_equal(r.weights, expected_w)):
             diff = float(np.abs(r.heatmaps - expected).max())
@@ -474,11 +480,11 @@ def run_scenario(sc: Scenario, args, servers: dict[str, Server], clients: dict[s
     from heatmap_server.render import render_heatmaps
 
     sent, pixels = scenario_inputs(sc, args.seed, count=8)
-    checks = check_correctness(sc, sent, pixels, clients["A"], clients["B"])
+    checks = check_correctness(sc, sent, pixels, clients)
     kwargs = render_kwargs(sc)
     request_bytes = build_request(sent[0], **kwargs).ByteSize()
-    a, b = clients["A"], clients["B"]
-    pid_a, pid_b = servers["A"].pid, servers["B"].pid
+    a, b = clients["A"], clients["C"]
+    pid_a, pid_b = servers["A"].pid, servers["C"].pid
     out = np.empty(sc.shape, np.float32)
     out_t = torch.empty(sc.shape, dtype=torch.float32)
     sent_t = [torch.from_numpy(x) for x in sent]
@@ -526,11 +532,9 @@ def run_scenario(sc: Scenario, args, servers: dict[str, Server], clients: dict[s
                 timed_calls(call, budget, args.min_calls, runs[name], pid)
 
     if pool is not None:
-        # ABBA so that drift hits both alike.
-        for name in ("8proc_batcher", "8proc_nobatch", "8proc_nobatch", "8proc_batcher")[
-            : 2 * args.multi_rounds
-        ]:
-            server = servers["A"] if name == "8proc_batcher" else servers["B"]
+        # ABCCBA so that drift hits them alike.
+        for name in (MULTI_ROWS + MULTI_ROWS[::-1])[: len(MULTI_ROWS) * args.multi_rounds]:
+            server = servers[MULTI_SERVER[name]]
             pool.run(server.target, sc, sent, args.multi_s / args.multi_rounds, runs[name],
                      server.pid)
 
@@ -591,6 +595,13 @@ def evaluate_targets(results: list[dict]) -> list[dict]:
                 "value": on["mean_coalesced"], "met": on["mean_coalesced"] > 1,
                 "detail": f"batcher on {on['mean_coalesced']:.2f}, off {off['mean_coalesced']:.2f}",
             })
+            nodelay = s["8proc_nodelay"]
+            rows.append({
+                "scenario": name,
+                "target": f"{CLIENTS} clients (server's help): --max-delay-us 0 = no coalescing",
+                "value": nodelay["mean_coalesced"], "met": nodelay["mean_coalesced"] == 1,
+                "detail": f"mean coalesced on server B (samples/s {nodelay['samples_per_s']:.0f})",
+            })
             ratio = on["samples_per_s"] / off["samples_per_s"]
             rows.append({
                 "scenario": name, "target": f"{CLIENTS} clients: samples/s batcher on > off",
@@ -646,14 +657,57 @@ def profile_client(sc: Scenario, client: HeatmapClient, args) -> dict:
     def grpc_only():  # the RPC and chunk iteration, no decode
         list(stub.Render(request, timeout=60))
 
+    from heatmap.v1 import heatmap_pb2 as pb
+    from heatmap_client._codecs import rebuild_dense
+
+    sep = list(stub.Render(build_request(sent[0], codec="separable", **kwargs), timeout=60))
+    rows = np.empty((sc.batch, 1, sc.keypoints, sc.height), np.float32)
+    cols = np.empty((sc.batch, 1, sc.keypoints, sc.width), np.float32)
+    CODECS[sep[0].header.codec].decode([c.data for c in sep], [rows, cols])
+
+    # Two candidate fixes, measured here so that the numbers travel with the run:
+    # - the sync unary-stream call without gRPC Python's per-call channel spin thread;
+    import grpc
+    import grpc.experimental
+    import zstandard
+
+    from heatmap_client._channel import channel_options
+
+    single = grpc.insecure_channel(client.target, options=[
+        *channel_options(), (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, True)])
+    single_stub = pb_grpc.HeatmapRendererStub(single)
+    list(single_stub.Render(request, timeout=60))
+
+    def grpc_single_threaded():
+        list(single_stub.Render(request, timeout=60))
+
+    # - the same zstd frame without its XXH64 content checksum (TCP, HTTP/2 and TLS already check).
+    codec.decode(pieces, [out])
+    no_checksum = zstandard.ZstdCompressor(level=3, write_content_size=True).compress(out)
+
+    def multiply_rebuild():  # a broadcast multiply instead of einsum, for comparison
+        np.multiply(rows[:, 0, :, :, None], cols[:, 0, :, None, :], out=out)
+
     steps = {
+        "unary_rpc_baseline_GetServerInfo": cost(
+            lambda: stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=60), calls),
         "build_request": cost(lambda: build_request(sent[0], **kwargs), 2000),
         "zstd_decode_into_out": cost(lambda: codec.decode(pieces, [out])),
         "weights_array_from_tensor": cost(lambda: array_from_tensor(chunks[-1].weights, "w"), 2000),
         "result_from_chunks_total": cost(lambda: result_from_chunks(chunks, out=out)),
         "grpc_call_and_receive_no_decode": cost(grpc_only, calls),
+        "grpc_call_and_receive_SingleThreadedUnaryStream": cost(grpc_single_threaded, calls),
+        "zstd_decode_frame_without_checksum": cost(lambda: codec.decode([no_checksum], [out])),
         "full_render_out": cost(lambda: client.render(sent[0], out=out, **kwargs), calls),
+        "full_render_out_codec_none": cost(
+            lambda: client.render(sent[0], out=out, codec="none", **kwargs), max(10, calls // 5)),
+        "full_render_out_codec_separable": cost(
+            lambda: client.render(sent[0], out=out, codec="separable", **kwargs), calls),
+        "separable_rebuild_einsum": cost(lambda: rebuild_dense(rows, cols, out)),
+        "separable_rebuild_np_multiply": cost(multiply_rebuild),
+        "floor_out_fill_0": cost(lambda: out.fill(0)),
     }
+    single.close()
     decoded_mb = header.decoded_bytes / 1e6
     return {
         "scenario": sc.name,
@@ -664,7 +718,7 @@ def profile_client(sc: Scenario, client: HeatmapClient, args) -> dict:
         "chunks_per_reply": len(chunks),
         "payload_bytes": header.payload_bytes,
         "decoded_mb": decoded_mb,
-        "zstd_decode_gb_per_s": decoded_mb / steps["zstd_decode_into_out"][0] / 1e3,
+        "zstd_decode_gb_per_s": decoded_mb / steps["zstd_decode_into_out"][0],  # MB/ms = GB/s
         "cprofile_top_tottime": top,
     }
 
@@ -691,6 +745,10 @@ def print_report(results: list[dict], targets: list[dict], profiles: list[dict],
         "worker). Loops exclude the collate into one batch. Wire bytes = request message + reply "
         "payload (no gRPC framing)."
     )
+    load = meta["load_average_at_start"][0]
+    if load > 0.5:
+        print(f"\nWarning: the machine was busy before the run (1-min load average {load:.1f}); "
+              "other processes competed with the server and the clients for the CPUs.")
     for res in results:
         sc = res["scenario"]
         print(
@@ -800,6 +858,7 @@ def metadata(args, info) -> dict:
         "platform": platform.platform(),
         "cpu_model": cpu_model,
         "cpu_count": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
         "device": args.device,
         "server_info": {"version": info.version, "device": info.device,
                         "torch_version": info.torch_version},
@@ -819,13 +878,13 @@ def parse_args(argv=None):
         "e.g. bench/out/service.png")
     add("--device", default="cpu", help="the servers' --device (cpu, cuda, auto; default cpu)")
     add("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of S2,S3,S1")
-    add("--budget-s", type=float, default=1.8, help="seconds per single-process row and scenario")
+    add("--budget-s", type=float, default=2.4, help="seconds per single-process row and scenario")
     add("--rounds", type=int, default=3, help="interleaved rounds the budget is split into")
     add("--min-calls", type=int, default=5, help="fewest calls per row and round")
-    add("--multi-s", type=float, default=5.0,
+    add("--multi-s", type=float, default=6.0,
         help=f"seconds per {CLIENTS}-process row and scenario (split over --multi-rounds)")
     add("--multi-rounds", type=int, default=2, choices=(1, 2),
-        help="2: batcher on/off/off/on (ABBA); 1: on/off")
+        help="2: the servers in order A B C C B A; 1: A B C")
     add("--no-multi", action="store_true", help=f"skip the {CLIENTS}-process rows")
     add("--local-threads", type=int, default=1,
         help="torch threads for the local renderer in this process (default 1, as a DataLoader "
@@ -835,7 +894,7 @@ def parse_args(argv=None):
     add("--profile", action="store_true",
         help="also profile the client side of render(out=) at S2 and S3 (cProfile + step timings)")
     add("--profile-calls", type=int, default=300)
-    add("--quick", action="store_true", help="smoke run (~20-30 s): short budgets, one round")
+    add("--quick", action="store_true", help="smoke run (~30 s): short budgets, one round")
     add("--seed", type=int, default=0)
     args = p.parse_args(argv)
     names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -844,7 +903,7 @@ def parse_args(argv=None):
         p.error(f"--scenarios: unknown {unknown or 'empty'}; choose from {','.join(SCENARIOS)}")
     args.scenarios = names
     if args.quick:
-        args.budget_s, args.rounds, args.multi_s, args.multi_rounds = 0.4, 1, 1.0, 1
+        args.budget_s, args.rounds, args.multi_s, args.multi_rounds = 0.25, 1, 0.6, 1
         args.profile_calls = min(args.profile_calls, 60)
     return args
 
@@ -864,7 +923,9 @@ def main(argv=None) -> int:
         # Start the client processes first: they import grpc while the servers import torch.
         pool = None if args.no_multi else ClientPool(CLIENTS)
         servers["A"] = Server("A (batcher on)", common)
-        servers["B"] = Server("B (batcher off)", [*common, "--max-delay-us", "0"])
+        servers["B"] = Server("B (no delay)", [*common, "--max-delay-us", "0"])
+        servers["C"] = Server("C (batcher off)",
+                              [*common, "--max-delay-us", "0", "--max-batch-keypoints", "1"])
         clients = {k: HeatmapClient(s.target, timeout=60) for k, s in servers.items()}
         meta = metadata(args, clients["A"].info())
         meta["servers"] = {k: s.command[3:] for k, s in servers.items()}
@@ -884,6 +945,7 @@ def main(argv=None) -> int:
             server.stop()
     targets = evaluate_targets(results)
     meta["elapsed_s"] = time.perf_counter() - t_start
+    meta["load_average_at_end"] = os.getloadavg()
     print_report(results, targets, profiles, meta)
     print(f"\n(total run {meta['elapsed_s']:.0f} s)")
     if args.json:
