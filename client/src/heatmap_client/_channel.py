@@ -8,6 +8,7 @@ and restarts are handled by gRPC itself rather than by loops in this client.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import grpc
 
 __all__ = [
     "channel_options",
+    "check_fork_support",
     "credentials",
     "metadata",
 ]
@@ -49,6 +51,30 @@ def channel_options() -> list[tuple[str, Any]]:
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
     ]
+
+
+# How gRPC core reads a boolean variable as false (absl::SimpleAtob, case-insensitive).
+_FALSE_VALUES = frozenset({"0", "false", "f", "no", "n"})
+
+
+def check_fork_support() -> None:
+    """Fails fast where a forked child would hang: ``GRPC_ENABLE_FORK_SUPPORT`` set to false.
+
+    Unset, gRPC core (1.85) restarts its own threads in a forked child, and a channel opened there
+    works. Set to false, core skips that, and the child's first call after its parent used gRPC
+    never returns, deadline or not (measured with DataLoader workers). Set to true, gRPC Python
+    also closes the parent's channels in the child; this client opens its own and works too.
+
+    Raises:
+        RuntimeError: when the variable is set to a false value.
+    """
+    value = os.environ.get("GRPC_ENABLE_FORK_SUPPORT")
+    if value is not None and value.strip().lower() in _FALSE_VALUES:
+        raise RuntimeError(
+            f"GRPC_ENABLE_FORK_SUPPORT={value}: gRPC hangs in a forked child of a process that "
+            "used it; unset the variable, or start workers with spawn "
+            "(DataLoader(multiprocessing_context='spawn'))"
+        )
 
 
 def _read(path: str | Path | None) -> bytes | None:

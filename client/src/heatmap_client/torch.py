@@ -1,0 +1,204 @@
+"""DataLoader helpers: a ``collate_fn`` that renders a whole batch's heatmap targets in one call.
+
+::
+
+    from torch.utils.data import DataLoader
+    from heatmap_client.torch import HeatmapCollate
+
+    targets = HeatmapCollate("dns:///heatmap:50051", size=(64, 48), sigma=2.0,
+                             coords="pixel", input_size=(256, 192))
+    loader = DataLoader(dataset, batch_size=64, num_workers=8, collate_fn=targets)
+    for batch in loader:
+        batch["heatmaps"]         # (B, K, 64, 48) float32 tensor
+        batch["heatmap_weights"]  # (B, K) float32 (mmpose keypoint_weights, HRNet target_weight)
+
+Samples are dicts with ``keypoints`` ``(K, 2)`` (or ``(N, K, 2)``) and optionally ``visibility``
+``(K,)`` (or ``(N, K)``); the batch is collated as torch's ``default_collate`` would, then rendered
+by one ``Render`` call. Samples that are tuples work with integer keys: with
+``keypoints_key=1, visibility_key=2`` a sample ``(image, keypoints, visibility)`` becomes the batch
+``(images, keypoints, visibility, heatmaps, heatmap_weights)`` (``visibility_key=None`` when the
+samples carry none).
+
+The collate object pickles (spawned workers) and its client reopens its channel in every worker
+process (forked workers), so one made, and even used, in the training script works as is. This
+module imports torch; ``import heatmap_client`` alone never does.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate
+
+from heatmap_client import HeatmapClient
+
+__all__ = ["HeatmapCollate"]
+
+# A deadline for every batch when the collate makes its own client from a target.
+DEFAULT_TIMEOUT_S = 30.0
+
+Key = str | int
+
+
+class HeatmapCollate:
+    """A ``collate_fn`` that adds rendered heatmaps and weights to each batch.
+
+    Args:
+        client_or_target: a :class:`~heatmap_client.HeatmapClient`, anything with the same
+            ``render(keypoints, **options)`` method (e.g. an in-process renderer), or a target
+            (``host:port``, ``dns:///name:port``, ``ipv4:a:p,b:p``) to make a client for.
+        size: ``(H, W)`` of the heatmaps.
+        sigma: a scalar, or one value per keypoint ``(K,)``, in heatmap pixels.
+        method: ``seed``, ``msra`` (default), ``udp`` or ``dark``.
+        coords: ``heatmap`` (default), ``pixel`` (with ``input_size``) or ``normalized``.
+        input_size: ``(H_in, W_in)`` of the network input, for ``coords="pixel"``.
+        keypoints_key: where the keypoints are in a sample: a dict key, or an index for tuples.
+        visibility_key: where the visibility is (None: no visibility; a missing dict key is the
+            same). A keypoint is drawn when its visibility is at least 0.5.
+        heatmaps_key, weights_key: the dict keys the results are stored under.
+        dtype: the wire dtype (``float32``, ``float16``, ``bfloat16``, ``uint16``, ``uint8``).
+        codec: the wire codec (``zstd``, ``none``, ``separable``, ...).
+        keep_dtype: keep the wire dtype in the tensors instead of float32.
+        timeout: deadline in seconds for each batch's call (None: the client's own; 30 s for a
+            client made from a target).
+        collate_fn: collates the samples before rendering (default: torch's ``default_collate``).
+    """
+
+    def __init__(
+        self,
+        client_or_target: HeatmapClient | str | Any,
+        *,
+        size: tuple[int, int],
+        sigma: float | Sequence[float],
+        method: str = "msra",
+        coords: str = "heatmap",
+        input_size: tuple[int, int] | None = None,
+        keypoints_key: Key = "keypoints",
+        visibility_key: Key | None = "visibility",
+        heatmaps_key: str = "heatmaps",
+        weights_key: str = "heatmap_weights",
+        dtype: str = "float32",
+        codec: str = "zstd",
+        keep_dtype: bool = False,
+        timeout: float | None = None,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+    ):
+        if isinstance(client_or_target, str):
+            client_or_target = HeatmapClient(
+                client_or_target, timeout=DEFAULT_TIMEOUT_S if timeout is None else timeout
+            )
+        elif not callable(getattr(client_or_target, "render", None)):
+            raise TypeError(
+                "client_or_target: expected a HeatmapClient, an object with render(), or a target "
+                f"string, got {type(client_or_target).__name__}"
+            )
+        self.client = client_or_target
+        self.keypoints_key = keypoints_key
+        self.visibility_key = visibility_key
+        self.heatmaps_key = heatmaps_key
+        self.weights_key = weights_key
+        self.keep_dtype = keep_dtype
+        self.timeout = timeout
+        self.collate_fn = default_collate if collate_fn is None else collate_fn
+        self.options: dict[str, Any] = dict(
+            size=tuple(size), sigma=sigma, method=method, coords=coords,
+            input_size=None if input_size is None else tuple(input_size),
+            dtype=dtype, codec=codec,
+        )
+
+    def __repr__(self) -> str:
+        return f"HeatmapCollate({self.client!r}, {self.options})"
+
+    def __call__(self, samples: list[Any]) -> Any:
+        """Collates ``samples`` and adds the batch's heatmaps ``(B, K, H, W)`` and weights."""
+        return self.add_heatmaps(self.collate(samples))
+
+    def collate(self, samples: list[Any]) -> Any:
+        """Collates without rendering: the ``collate_fn`` to use with :meth:`prefetch`."""
+        return self.collate_fn(samples)
+
+    def add_heatmaps(self, batch: Any) -> Any:
+        """Renders a collated batch's targets in one call and returns the batch with them added."""
+        return self._attach(batch, self._render(batch))
+
+    def prefetch(self, batches: Iterable[Any], depth: int = 1) -> Iterator[Any]:
+        """Yields ``batches`` with heatmaps added, rendering the next ``depth`` ahead.
+
+        For a loader whose ``collate_fn`` is :meth:`collate` (rendering then happens in this
+        process, e.g. with ``num_workers=0``): while the training step consumes batch ``i``, the
+        requests for batches ``i+1 .. i+depth`` are already in flight on background threads. Each
+        batch is its own ``Render`` call, so round_robin spreads batches over replicas and the
+        retry policy covers a replica that goes away; one long ``RenderStream`` would pin the
+        epoch to one replica. With ``num_workers > 0`` the DataLoader already renders ahead
+        (``prefetch_factor`` batches per worker), and ``HeatmapCollate`` itself is the collate_fn.
+        """
+        if depth < 1:
+            raise ValueError(f"depth: must be >= 1, got {depth}")
+        pending: deque[tuple[Any, Future]] = deque()
+        with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="heatmap-prefetch") as pool:
+            try:
+                for batch in batches:
+                    pending.append((batch, pool.submit(self._render, batch)))
+                    if len(pending) > depth:
+                        batch, future = pending.popleft()
+                        yield self._attach(batch, future.result())
+                while pending:
+                    batch, future = pending.popleft()
+                    yield self._attach(batch, future.result())
+            finally:
+                for _, future in pending:
+                    future.cancel()
+
+    def _lookup(self, batch: Any, key: Key, name: str, required: bool) -> Any:
+        if isinstance(batch, Mapping):
+            if key in batch:
+                return batch[key]
+        elif isinstance(batch, Sequence) and not isinstance(batch, str):
+            if not isinstance(key, int):
+                choices = f"{name}=<index>" + ("" if required else " or None")
+                raise TypeError(
+                    f"{name}: the batch is a {type(batch).__name__}, so samples are tuples; pass "
+                    f"{choices}, got {key!r}"
+                )
+            if -len(batch) <= key < len(batch):
+                return batch[key]
+        else:
+            raise TypeError(
+                f"{name}: expected samples collated into a dict or a tuple, "
+                f"got {type(batch).__name__}"
+            )
+        if required:
+            raise KeyError(f"{name}: the batch has no {key!r}")
+        return None
+
+    def _render(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        keypoints = _to_numpy(self._lookup(batch, self.keypoints_key, "keypoints_key", True))
+        visibility = None
+        if self.visibility_key is not None:
+            visibility = self._lookup(batch, self.visibility_key, "visibility_key", False)
+            if visibility is not None:
+                visibility = _to_numpy(visibility)
+        result = self.client.render(
+            keypoints, visibility=visibility, timeout=self.timeout, keep_dtype=self.keep_dtype,
+            **self.options,
+        )
+        if hasattr(result, "to_torch"):
+            return result.to_torch()
+        return torch.as_tensor(result.heatmaps), torch.as_tensor(result.weights)
+
+    def _attach(self, batch: Any, rendered: tuple[torch.Tensor, torch.Tensor]) -> Any:
+        heatmaps, weights = rendered
+        if isinstance(batch, Mapping):
+            return {**batch, self.heatmaps_key: heatmaps, self.weights_key: weights}
+        return (*batch, heatmaps, weights)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
