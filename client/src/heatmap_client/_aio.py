@@ -73,7 +73,7 @@ class AsyncHeatmapClient:
             chunks = [chunk async for chunk in call]
         except grpc.RpcError as error:
             raise HeatmapError.from_rpc_error(error) from None
-        return result_from_chunks(chunks, keep_dtype=keep_dtype, out=out)
+        return result_from_chunks(chunks, keep_dtype=keep_dtype, out=out, request=request)
 
     async def render_many(
         self, requests: Iterable[dict[str, Any]], *, window: int = 4, timeout: float | None = None
@@ -92,7 +92,7 @@ class AsyncHeatmapClient:
                 result_options = {k: options.pop(k) for k in ("keep_dtype", "out") if k in options}
                 request = build_request(request_id=request_id, **options)
                 await slots.acquire()
-                pending.append(result_options)
+                pending.append({**result_options, "request": request})
                 await call.write(request)
             await call.done_writing()
 

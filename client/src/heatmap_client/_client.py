@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 
-from ._channel import channel_options, credentials, metadata
+from ._channel import channel_options, check_fork_support, credentials, metadata
 from ._errors import HeatmapError
 from ._messages import RenderResult, build_request, result_from_chunks
 
@@ -58,6 +58,7 @@ class HeatmapClient:
         self._channel: grpc.Channel | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
+        self._lock_pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"HeatmapClient({self.target!r})"
@@ -70,10 +71,20 @@ class HeatmapClient:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._lock_pid = os.getpid()
+
+    def _process_lock(self) -> threading.Lock:
+        if self._lock_pid != os.getpid():
+            # A lock inherited through fork may have been held by a parent's thread that does not
+            # exist here: take a fresh one rather than wait for it forever.
+            self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        return self._lock
 
     def _open(self) -> grpc.Channel:
-        with self._lock:
+        with self._process_lock():
             if self._channel is None or self._pid != os.getpid():
+                if self._pid is not None and self._pid != os.getpid():
+                    check_fork_support()  # a forked child of a process that used this client
                 # An inherited channel belongs to the parent's threads: abandon it, never close it.
                 creds = credentials(*self._tls)
                 if creds is None:
@@ -127,7 +138,12 @@ class HeatmapClient:
             call = stub.Render(
                 request, timeout=self._timeout(timeout), metadata=metadata(self._token)
             )
-            return result_from_chunks(call, keep_dtype=keep_dtype, out=out)
+            result = result_from_chunks(call, keep_dtype=keep_dtype, out=out, request=request)
+            # Read on to the status: a call dropped after its last chunk is cancelled, and the
+            # server would count a successful render as CANCELLED.
+            for _ in call:
+                raise HeatmapError(grpc.StatusCode.DATA_LOSS, "reply: chunks after the last one")
+            return result
         except grpc.RpcError as error:
             raise HeatmapError.from_rpc_error(error) from None
 
@@ -167,7 +183,7 @@ class HeatmapClient:
                     if finished.is_set():
                         return
                 with lock:
-                    pending.append(result_options)
+                    pending.append({**result_options, "request": request})
                 yield request
 
         stub = pb_grpc.HeatmapRendererStub(self._open())
@@ -223,7 +239,7 @@ class HeatmapClient:
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
     def close(self) -> None:
-        with self._lock:
+        with self._process_lock():
             if self._channel is not None and self._pid == os.getpid():
                 self._channel.close()
             self._channel = None

@@ -179,10 +179,15 @@ def rebuild_dense(rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = N
     width = cols.shape[-1]
     if out is None:
         out = np.empty((batch, keypoints, height, width), dtype=np.float32)
-    if instances == 0:
+    if instances == 0 or out.size == 0:
         out.fill(0)
     elif instances == 1:
         np.einsum("bky,bkx->bkyx", rows[:, 0], cols[:, 0], out=out)
     else:
-        np.max(np.einsum("bnky,bnkx->bnkyx", rows, cols), axis=1, out=out)
+        # One instance at a time: an einsum over all of them would hold N dense tensors at once.
+        np.einsum("bky,bkx->bkyx", rows[:, 0], cols[:, 0], out=out)
+        scratch = np.empty_like(out)
+        for instance in range(1, instances):
+            np.einsum("bky,bkx->bkyx", rows[:, instance], cols[:, instance], out=scratch)
+            np.maximum(out, scratch, out=out)
     return out

@@ -133,6 +133,14 @@ def _check_out(out: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> None
         raise ValueError("out: must be C-contiguous and writeable")
 
 
+def _empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    try:
+        return np.empty(shape, dtype=dtype)
+    except (MemoryError, ValueError):
+        # Only a corrupt header asks for more than this process can hold.
+        raise CodecError(f"header: shape {list(shape)} is too large to allocate") from None
+
+
 def _decode(
     header: pb.TensorHeader, pieces: list[bytes], keep_dtype: bool, out: np.ndarray | None
 ) -> np.ndarray:
@@ -149,31 +157,67 @@ def _decode(
         instances = int(header.instances)
         if instances < 0:
             raise CodecError("header: negative instance count")
-        rows = np.empty((batch, instances, keypoints, height), dtype=FLOAT32_LE)
-        cols = np.empty((batch, instances, keypoints, width), dtype=FLOAT32_LE)
+        rows = _empty((batch, instances, keypoints, height), FLOAT32_LE)
+        cols = _empty((batch, instances, keypoints, width), FLOAT32_LE)
         codec.decode(pieces, [rows, cols])
+        into_out = out is not None and wire.name == "float32"
+        dense = rebuild_dense(rows, cols, out if into_out else _empty(shape, np.dtype(np.float32)))
         if wire.name == "float32":
-            return rebuild_dense(rows, cols, out)
-        stored = quantize(rebuild_dense(rows, cols), wire)
+            return dense
+        stored = quantize(dense, wire)
     else:
         if keep_dtype or wire.name == "float32":
-            stored = out if out is not None else np.empty(shape, dtype=wire.storage)
+            stored = out if out is not None else _empty(shape, wire.storage)
             codec.decode(pieces, [stored])
             return stored
-        stored = np.empty(shape, dtype=wire.storage)
+        stored = _empty(shape, wire.storage)
         codec.decode(pieces, [stored])
     if keep_dtype:
         if out is None:
             return stored
         np.copyto(out, stored)
         return out
-    return dequantize(stored, wire, out)
+    return dequantize(stored, wire, out if out is not None else _empty(shape, np.dtype(np.float32)))
+
+
+def _check_against_request(
+    header: pb.TensorHeader, last: pb.RenderChunk, request: pb.RenderRequest
+) -> None:
+    """A reply must be the one ``request`` asked for: its shape, dtype, codec, instances, weights'
+    shape and request id."""
+    keypoints = tuple(request.keypoints.shape)
+    if len(keypoints) not in (3, 4):
+        raise HeatmapError(grpc.StatusCode.DATA_LOSS, "reply: to a request the server should refuse")
+    expected = dict(
+        shape=[keypoints[0], keypoints[-2], request.height, request.width],
+        dtype=DTYPES[request.dtype].proto if request.dtype in DTYPES else request.dtype,
+        codec=CODECS[request.codec].proto if request.codec in CODECS else request.codec,
+        instances=keypoints[1] if len(keypoints) == 4 else 1,
+        weights=list(keypoints[:-1]),
+        request_id=request.request_id,
+    )
+    got = dict(shape=list(header.shape), dtype=header.dtype, codec=header.codec,
+               instances=header.instances, weights=list(last.weights.shape),
+               request_id=last.request_id)
+    wrong = [name for name in expected if got[name] != expected[name]]
+    if wrong:
+        details = ", ".join(f"{name} {got[name]} (asked {expected[name]})" for name in wrong)
+        raise HeatmapError(
+            grpc.StatusCode.DATA_LOSS, f"reply: does not match the request: {details}"
+        )
 
 
 def result_from_chunks(
-    chunks: Iterable[pb.RenderChunk], *, keep_dtype: bool = False, out: np.ndarray | None = None
+    chunks: Iterable[pb.RenderChunk],
+    *,
+    keep_dtype: bool = False,
+    out: np.ndarray | None = None,
+    request: pb.RenderRequest | None = None,
 ) -> RenderResult:
     """Assembles one reply (header chunk ... last chunk) into a :class:`RenderResult`.
+
+    With ``request``, the reply must also be the one it asked for (shape, dtype, codec, instances,
+    weights' shape, request id): a header that lies consistently cannot pass off a wrong tensor.
 
     Raises:
         HeatmapError: ``DATA_LOSS`` when the chunks are inconsistent or the payload corrupt.
@@ -199,13 +243,22 @@ def result_from_chunks(
             grpc.StatusCode.DATA_LOSS,
             f"reply: received {received} payload bytes, header announced {header.payload_bytes}",
         )
-    try:
-        heatmaps = _decode(header, pieces, keep_dtype, out)
-    except CodecError as error:
-        raise HeatmapError(grpc.StatusCode.DATA_LOSS, str(error)) from None
+    if request is not None:
+        _check_against_request(header, last, request)
     try:
         weights = array_from_tensor(last.weights, "weights")
     except ValueError as error:
+        raise HeatmapError(grpc.StatusCode.DATA_LOSS, str(error)) from None
+    shape = tuple(header.shape)
+    if len(shape) == 4 and weights.shape not in ((shape[0], shape[1]),
+                                                 (shape[0], header.instances, shape[1])):
+        raise HeatmapError(
+            grpc.StatusCode.DATA_LOSS,
+            f"reply: weights of shape {list(weights.shape)} for heatmaps of shape {list(shape)}",
+        )
+    try:
+        heatmaps = _decode(header, pieces, keep_dtype, out)
+    except CodecError as error:
         raise HeatmapError(grpc.StatusCode.DATA_LOSS, str(error)) from None
     timings = last.timings
     return RenderResult(

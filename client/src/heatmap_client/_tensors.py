@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -35,11 +36,14 @@ def array_from_tensor(tensor: pb.Tensor, name: str) -> np.ndarray:
     shape = tuple(tensor.shape)
     if any(side < 0 for side in shape):
         raise ValueError(f"{name}.shape: sides must be >= 0, got {list(shape)}")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    expected = count * FLOAT32_LE.itemsize
+    expected = math.prod(shape) * FLOAT32_LE.itemsize  # Python ints: a huge shape cannot wrap
     if len(tensor.data) != expected:
         raise ValueError(
             f"{name}.data: {len(tensor.data)} bytes do not match shape {list(shape)} "
             f"({expected} bytes of float32)"
         )
-    return np.frombuffer(tensor.data, dtype=FLOAT32_LE).reshape(shape).astype(np.float32)
+    try:
+        values = np.frombuffer(tensor.data, dtype=FLOAT32_LE).reshape(shape)
+    except ValueError:  # an empty tensor with sides numpy cannot index, e.g. (0, 2**62, 2)
+        raise ValueError(f"{name}.shape: {list(shape)} is too large") from None
+    return values.astype(np.float32)

@@ -23,12 +23,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from heatmap.v1 import heatmap_pb2 as pb
-from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 
 from . import __version__
 from .auth import BearerTokenInterceptor, read_token
 from .metrics import Metrics
-from .service import HeatmapRendererService, ServiceLimits
+from .service import HeatmapRendererService, ServiceLimits, add_to_server
 from .batching import Batcher
 
 __all__ = [
@@ -129,6 +128,11 @@ def _server_options(limits: ServiceLimits) -> list[tuple[str, Any]]:
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
+        # Clients re-resolve DNS only when a connection ends: closing each one (GOAWAY) after ~5
+        # minutes (gRPC adds +-10% jitter) lets round_robin clients find replicas added since. The
+        # grace lets calls in flight, a data loader's long RenderStream included, finish first.
+        ("grpc.max_connection_age_ms", 300_000),
+        ("grpc.max_connection_age_grace_ms", 600_000),
     ]
 
 
@@ -197,9 +201,7 @@ async def serve(config: ServerConfig) -> None:
     )
     encoders = ThreadPoolExecutor(max_workers=config.encode_threads, thread_name_prefix="encode")
     server = grpc.aio.server(options=_server_options(limits), interceptors=interceptors)
-    pb_grpc.add_HeatmapRendererServicer_to_server(
-        HeatmapRendererService(batcher, encoders, limits, metrics), server
-    )
+    add_to_server(HeatmapRendererService(batcher, encoders, limits, metrics), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import grpc
 import torch
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -36,6 +37,8 @@ from .batching import Batcher, QueueFull, RenderJob, render_dtype
 __all__ = [
     "HeatmapRendererService",
     "ServiceLimits",
+    "UndecodableRequest",
+    "add_to_server",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,25 @@ class RequestError(Exception):
         return rpc_status.to_status(status)
 
 
+@dataclass(frozen=True)
+class UndecodableRequest:
+    """Request bytes that do not parse as their message; the handler refuses them with
+    INVALID_ARGUMENT (left to gRPC, a parse error would end the call with UNKNOWN)."""
+
+    error: str
+    request_id: int = 0
+
+
+def _parser(message_class):
+    def parse(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except DecodeError as error:
+            return UndecodableRequest(str(error))
+
+    return parse
+
+
 def _invalid(field: str, description: str) -> RequestError:
     return RequestError(grpc.StatusCode.INVALID_ARGUMENT, field, description)
 
@@ -111,6 +133,8 @@ def job_from_request(
     Raises:
         RequestError: naming the field, INVALID_ARGUMENT or RESOURCE_EXHAUSTED.
     """
+    if isinstance(request, UndecodableRequest):
+        raise _invalid("request", f"not a heatmap.v1.RenderRequest ({request.error})")
     method = _known(METHOD_NAMES, request.method, "method")
     coords = _known(COORDINATE_NAMES, request.coordinate_space, "coordinate_space")
     wire_dtype = _known(DTYPES, request.dtype, "dtype")
@@ -134,14 +158,18 @@ def job_from_request(
         raise RequestError.from_value_error(error) from None
     if keypoints.ndim in (3, 4):
         batch, keypoint_count = keypoints.shape[0], keypoints.shape[-2]
+        instances = keypoints.shape[1] if keypoints.ndim == 4 else 1
         elements = batch * keypoint_count * request.height * request.width
-        if elements > limits.max_output_elements:
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "keypoints",
-                f"output of {elements} elements (B*K*H*W) exceeds the limit of "
-                f"{limits.max_output_elements}",
-            )
+        # The renderer holds both 1D profiles of every instance at once: bound them as well.
+        profile_elements = batch * instances * keypoint_count * (request.height + request.width)
+        for count, what in ((elements, "B*K*H*W"), (profile_elements, "profile, B*N*K*(H+W)")):
+            if count > limits.max_output_elements:
+                raise RequestError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "keypoints",
+                    f"output of {count} elements ({what}) exceeds the limit of "
+                    f"{limits.max_output_elements}",
+                )
     if request.sigmas and request.sigma:
         raise _invalid("sigmas", "give either sigma or sigmas, not both")
     sigma = list(request.sigmas) if request.sigmas else request.sigma
@@ -182,7 +210,9 @@ def _encode_pieces(codec: Codec, arrays: list, chunk_bytes: int) -> list[bytes]:
     if isinstance(payload, bytes) and len(payload) <= chunk_bytes:
         return [payload]
     view = memoryview(payload)
-    return [bytes(view[start : start + chunk_bytes]) for start in range(0, len(view), chunk_bytes)]
+    # An empty payload (B or K = 0, codec none) still makes a chunk: it carries header and weights.
+    starts = range(0, max(len(view), 1), chunk_bytes)
+    return [bytes(view[start : start + chunk_bytes]) for start in starts]
 
 
 def _chunks(
@@ -359,6 +389,11 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
     async def GetServerInfo(
         self, request: pb.GetServerInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.ServerInfo:
+        if isinstance(request, UndecodableRequest):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request: not a heatmap.v1.GetServerInfoRequest ({request.error})",
+            )
         limits = self._limits
         return pb.ServerInfo(
             version=__version__,
@@ -379,3 +414,27 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                 max_side=limits.max_side,
             ),
         )
+
+
+def add_to_server(service: HeatmapRendererService, server: grpc.aio.Server) -> None:
+    """Registers ``service`` as the generated ``add_HeatmapRendererServicer_to_server`` does, but
+    with request parsers that hand undecodable bytes to the handler as an
+    :class:`UndecodableRequest`."""
+    name = pb.DESCRIPTOR.services_by_name["HeatmapRenderer"].full_name
+    chunk = pb.RenderChunk.SerializeToString
+    handlers = {
+        "Render": grpc.unary_stream_rpc_method_handler(
+            service.Render, request_deserializer=_parser(pb.RenderRequest),
+            response_serializer=chunk,
+        ),
+        "RenderStream": grpc.stream_stream_rpc_method_handler(
+            service.RenderStream, request_deserializer=_parser(pb.RenderRequest),
+            response_serializer=chunk,
+        ),
+        "GetServerInfo": grpc.unary_unary_rpc_method_handler(
+            service.GetServerInfo, request_deserializer=_parser(pb.GetServerInfoRequest),
+            response_serializer=pb.ServerInfo.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)

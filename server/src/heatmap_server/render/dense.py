@@ -53,8 +53,8 @@ def _outer_max(rows: torch.Tensor, cols: torch.Tensor, out: torch.Tensor) -> Non
         rows: ``(M, N, H)``; cols: ``(M, N, W)``; out: ``(M, H, W)``, any float dtype.
     """
     instances = rows.shape[1]
-    if instances == 0:
-        out.zero_()
+    if instances == 0 or out.numel() == 0:
+        out.zero_()  # nothing to draw; an empty out must not cost a loop over the instances
         return
     torch.mul(rows[:, 0, :, None], cols[:, 0, None, :], out=out)
     if instances > 1:

@@ -1,0 +1,300 @@
+"""Corrupted replies fed to the client's decoder: a HeatmapError, never a hang or a wrong tensor.
+
+Replies are framed by the server's own chunker (``heatmap_server.service``) in small chunks, then
+damaged: flipped bytes, dropped or truncated chunks, headers that lie about payload size, shape,
+dtype, codec or instances, weights of the wrong size. The decoder is given the request, as the
+clients give it, so a header that lies consistently cannot pass off a tensor of another shape.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import grpc
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heatmap.v1 import heatmap_pb2 as pb
+from heatmap_client import HeatmapError
+from heatmap_client._codecs import CODECS, rebuild_dense
+from heatmap_client._messages import build_request, result_from_chunks
+from heatmap_client._tensors import tensor_from_array
+from heatmap_server.service import _chunks, _encode_pieces
+
+CHUNK_BYTES = 256  # small, so that every reply spans several chunks
+BATCH, KEYPOINTS, HEIGHT, WIDTH = 2, 3, 24, 20
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _profiles(instances: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, [HEIGHT, WIDTH], size=(BATCH, instances, KEYPOINTS, 2))
+    rows = np.exp(-((np.arange(HEIGHT) - centres[..., :1]) ** 2) / 8).astype("<f4")
+    cols = np.exp(-((np.arange(WIDTH) - centres[..., 1:]) ** 2) / 8).astype("<f4")
+    return rows, cols
+
+
+def reply(codec: str = "zstd", dtype: str = "float32", instances: int | None = None):
+    """``(request, chunks, heatmaps, weights)``: a well-formed reply and what it decodes to."""
+    shape = (BATCH, KEYPOINTS, 2) if instances is None else (BATCH, instances, KEYPOINTS, 2)
+    request = build_request(np.zeros(shape, np.float32), size=(HEIGHT, WIDTH), sigma=2.0,
+                            codec=codec, dtype=dtype, request_id=5)
+    rows, cols = _profiles(instances or 1)
+    heatmaps = rebuild_dense(rows, cols)
+    weights = np.ones(shape[:-1], np.float32)
+    wire = CODECS[request.codec]
+    stored = heatmaps.astype(np.float16) if dtype == "float16" else heatmaps
+    arrays = [rows, cols] if wire.separable else [stored]
+    pieces = _encode_pieces(wire, arrays, CHUNK_BYTES)
+    header = pb.TensorHeader(
+        shape=[BATCH, KEYPOINTS, HEIGHT, WIDTH], dtype=request.dtype or pb.DTYPE_FLOAT32,
+        codec=wire.proto, payload_bytes=sum(len(piece) for piece in pieces),
+        decoded_bytes=sum(array.nbytes for array in arrays), instances=instances or 1,
+    )
+    chunks = list(_chunks(request.request_id, tensor_from_array(weights, "weights"), pieces, header,
+                          pb.Timings(queue_us=1, render_us=2, encode_us=3, total_us=6)))
+    expected = stored.astype(np.float32)
+    return request, chunks, expected, weights
+
+
+def _copy(chunks: list[pb.RenderChunk]) -> list[pb.RenderChunk]:
+    return [pb.RenderChunk.FromString(chunk.SerializeToString()) for chunk in chunks]
+
+
+def _fails(chunks, request=None, **options) -> HeatmapError:
+    with pytest.raises(HeatmapError) as caught:
+        result_from_chunks(iter(chunks), request=request, **options)
+    assert caught.value.code == grpc.StatusCode.DATA_LOSS, caught.value
+    return caught.value
+
+
+@pytest.mark.parametrize("codec", ["zstd", "none", "separable"])
+def test_an_intact_reply_decodes_exactly(codec):
+    request, chunks, heatmaps, weights = reply(codec)
+    assert len(chunks) > 3
+    result = result_from_chunks(iter(chunks), request=request)
+    np.testing.assert_array_equal(result.heatmaps, heatmaps)
+    np.testing.assert_array_equal(result.weights, weights)
+    assert result.request_id == 5 and result.timings.total_us == 6
+
+
+# --- damaged streams ----------------------------------------------------------------------------
+
+
+def _drop(index: int):
+    return lambda chunks: chunks[:index] + chunks[index + 1:]
+
+
+def _truncate_last(chunks):
+    chunks[-1].data = chunks[-1].data[:-3]
+    return chunks
+
+
+def _truncate_consistently(chunks):
+    # Payload and announced size agree, but the payload is cut short.
+    cut = len(chunks[-1].data) // 2
+    chunks[-1].data = chunks[-1].data[:cut]
+    chunks[0].header.payload_bytes = sum(len(chunk.data) for chunk in chunks)
+    return chunks
+
+
+def _extend_consistently(chunks):
+    chunks[-1].data += b"\0" * 8
+    chunks[0].header.payload_bytes += 8
+    return chunks
+
+
+def _header(**fields):
+    def change(chunks):
+        for name, value in fields.items():
+            if name == "shape":
+                chunks[0].header.ClearField("shape")
+                chunks[0].header.shape.extend(value)
+            else:
+                setattr(chunks[0].header, name, value)
+        return chunks
+    return change
+
+
+def _last(**fields):
+    def change(chunks):
+        for name, value in fields.items():
+            if name == "weights":
+                chunks[-1].weights.CopyFrom(value)
+            else:
+                setattr(chunks[-1], name, value)
+        return chunks
+    return change
+
+
+def _payload_bytes(chunks, change: int):
+    chunks[0].header.payload_bytes += change
+    return chunks
+
+
+def _flip_middle(chunks):
+    middle = chunks[len(chunks) // 2]
+    data = bytearray(middle.data)
+    data[len(data) // 2] ^= 0x40
+    middle.data = bytes(data)
+    return chunks
+
+
+DAMAGE = {
+    "drop the first chunk": _drop(0),
+    "drop a middle chunk": _drop(2),
+    "missing last chunk": lambda chunks: chunks[:-1],
+    "no chunks at all": lambda chunks: [],
+    "truncated last chunk": _truncate_last,
+    "truncated, sizes agreeing": _truncate_consistently,
+    "padded, sizes agreeing": _extend_consistently,
+    "flipped byte": _flip_middle,
+    "payload_bytes + 1": lambda chunks: _payload_bytes(chunks, +1),
+    "payload_bytes - 1": lambda chunks: _payload_bytes(chunks, -1),
+    "shape: wider": _header(shape=[BATCH, KEYPOINTS, HEIGHT, WIDTH + 1]),
+    "shape: permuted": _header(shape=[KEYPOINTS, BATCH, HEIGHT, WIDTH]),
+    "shape: transposed": _header(shape=[BATCH, KEYPOINTS, WIDTH, HEIGHT]),
+    "shape: rank 3": _header(shape=[BATCH * KEYPOINTS, HEIGHT, WIDTH]),
+    "shape: negative": _header(shape=[-BATCH, KEYPOINTS, HEIGHT, WIDTH]),
+    "shape: petabytes": _header(shape=[2**20, 2**20, 100, 100]),
+    "shape: beyond int64 bytes": _header(shape=[2**40, 2**40, 2**40, 2**40]),
+    "dtype: float16": _header(dtype=pb.DTYPE_FLOAT16),
+    "dtype: uint8": _header(dtype=pb.DTYPE_UINT8),
+    "dtype: unknown": _header(dtype=42),
+    "codec: none": _header(codec=pb.CODEC_NONE),
+    "codec: zstd": _header(codec=pb.CODEC_ZSTD),
+    "codec: separable": _header(codec=pb.CODEC_SEPARABLE),
+    "codec: unknown": _header(codec=42),
+    "instances: many": _header(instances=2**50),
+    "instances: negative": _header(instances=-1),
+    "weights: byte count": _last(weights=pb.Tensor(shape=[BATCH, KEYPOINTS], data=b"\0" * 7)),
+    "weights: shape": _last(weights=tensor_from_array(np.ones((BATCH + 1, KEYPOINTS)), "w")),
+    "weights: missing": _last(weights=pb.Tensor()),
+    "request_id": _last(request_id=6),
+}
+# Damage the decoder cannot see without the request: the bytes are intact, only the claim differs.
+NEEDS_REQUEST = {"shape: permuted", "shape: transposed", "request_id", "codec: zstd",
+                 "codec: separable", "dtype: float16", "dtype: uint8", "instances: many"}
+
+
+def _applies(codec: str, damage: str) -> bool:
+    if damage == "flipped byte" and codec == "none":
+        return False  # raw bytes carry no checksum: gRPC and TCP (or TLS) guard them in transit
+    return damage != f"codec: {codec}"  # not a lie for this codec
+
+
+@pytest.mark.parametrize(("codec", "damage"), [
+    pytest.param(codec, damage, id=f"{damage}-{codec}")
+    for codec in ("zstd", "separable", "none") for damage in DAMAGE if _applies(codec, damage)
+])
+def test_damage_is_data_loss(codec, damage):
+    request, chunks, heatmaps, _ = reply(codec)
+    damaged = DAMAGE[damage](_copy(chunks))
+    _fails(damaged, request)
+    if damage not in NEEDS_REQUEST:
+        try:  # without the request too: an error, or (never) anything but the true tensor
+            result = result_from_chunks(iter(damaged))
+        except HeatmapError as error:
+            assert error.code == grpc.StatusCode.DATA_LOSS
+        else:
+            np.testing.assert_array_equal(result.heatmaps, heatmaps)
+
+
+def test_chunks_after_the_last_are_left_unread():
+    request, chunks, heatmaps, _ = reply()
+    extra = iter(chunks + [pb.RenderChunk(data=b"junk")])
+    np.testing.assert_array_equal(result_from_chunks(extra, request=request).heatmaps, heatmaps)
+    assert next(extra).data == b"junk"
+
+
+def test_a_lying_header_with_out_never_writes_a_wrong_tensor():
+    request, chunks, _, _ = reply()
+    out = np.full((BATCH, KEYPOINTS, HEIGHT, WIDTH), 7.0, np.float32)
+    _fails(_header(shape=[KEYPOINTS, BATCH, HEIGHT, WIDTH])(_copy(chunks)), request, out=out)
+    assert (out == 7.0).all()
+
+
+# --- random damage ------------------------------------------------------------------------------
+
+REPLIES = {codec: reply(codec) for codec in ("zstd", "separable")}
+REPLIES["instances"] = reply("separable", instances=3)
+REPLIES["float16"] = reply("zstd", dtype="float16")
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None)
+
+
+def _payload_flip(chunks, position: int, mask: int):
+    sizes = [len(chunk.data) for chunk in chunks]
+    position %= sum(sizes)
+    for chunk, size in zip(chunks, sizes, strict=True):
+        if position < size:
+            data = bytearray(chunk.data)
+            data[position] ^= mask
+            chunk.data = bytes(data)
+            return chunks
+        position -= size
+    raise AssertionError("position outside the payload")
+
+
+@FUZZ
+@given(which=st.sampled_from(sorted(REPLIES)), position=st.integers(0, 2**20),
+       mask=st.integers(1, 255))
+def test_any_flipped_payload_byte_is_caught(which, position, mask):
+    # zstd frames carry a checksum: a flip anywhere is an error or, in padding, harmless.
+    request, chunks, heatmaps, _ = REPLIES[which]
+    damaged = _payload_flip(_copy(chunks), position, mask)
+    try:
+        result = result_from_chunks(iter(damaged), request=request)
+    except HeatmapError as error:
+        assert error.code == grpc.StatusCode.DATA_LOSS
+    else:
+        np.testing.assert_array_equal(result.heatmaps, heatmaps)
+
+
+@FUZZ
+@given(which=st.sampled_from(sorted(REPLIES)), data=st.data())
+def test_random_damage_to_the_stream_is_caught(which, data):
+    request, chunks, heatmaps, weights = REPLIES[which]
+    damaged = _copy(chunks)
+    index = data.draw(st.integers(0, len(damaged) - 1))
+    action = data.draw(st.sampled_from(["cut", "drop", "duplicate", "swap", "garbage"]))
+    if action == "cut":
+        keep = data.draw(st.integers(0, len(damaged[index].data)))
+        damaged[index].data = damaged[index].data[:keep]
+    elif action == "drop":
+        del damaged[index]
+    elif action == "duplicate":
+        damaged.insert(index, _copy([damaged[index]])[0])
+    elif action == "swap" and len(damaged) > 1:
+        other = data.draw(st.integers(0, len(damaged) - 1))
+        damaged[index].data, damaged[other].data = damaged[other].data, damaged[index].data
+    else:
+        damaged[index].data = data.draw(st.binary(min_size=1, max_size=300))
+    try:
+        result = result_from_chunks(iter(damaged), request=request)
+    except HeatmapError as error:
+        assert error.code == grpc.StatusCode.DATA_LOSS
+    else:
+        np.testing.assert_array_equal(result.heatmaps, heatmaps)
+        np.testing.assert_array_equal(result.weights, weights)
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+
+def test_rebuilding_many_instances_needs_about_two_dense_tensors():
+    # 40 instances: an einsum over all of them at once would hold 40 dense tensors (7.5 MB here).
+    rng = np.random.default_rng(3)
+    rows = rng.random((2, 40, 3, 96), dtype=np.float32)
+    cols = rng.random((2, 40, 3, 80), dtype=np.float32)
+    expected = np.max(rows[..., :, None] * cols[..., None, :], axis=1)
+    tracemalloc.start()
+    try:
+        out = rebuild_dense(rows, cols)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(out, expected)
+    assert peak <= 3 * out.nbytes, (peak, out.nbytes)

@@ -1,0 +1,71 @@
+"""Probing real servers in tests: a free port, a scrape of the Prometheus endpoint, a wait, and a
+request heavy enough to keep the device thread busy for a while."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+__all__ = ["Samples", "busy_request", "free_port", "scrape", "wait_for"]
+
+
+class Samples(dict):
+    """``{(sample name, frozenset of label items): value}`` with a lookup by keyword labels."""
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.get((name, frozenset(labels.items())), 0.0)
+
+    def families(self) -> set[str]:
+        return {name for name, _ in self}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(port: int) -> Samples:
+    """Every sample on ``http://127.0.0.1:PORT/metrics``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    samples = Samples()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    """Metrics move when a call ends on the server, a moment after the client has its reply."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def busy_request(client, at_least_s: float = 0.5) -> tuple[dict, float]:
+    """Options for a ``render`` that holds the server's device thread for ``at_least_s`` or more,
+    and the render time measured; skips the test where no request is that slow (a fast GPU).
+
+    Many instances on a large heatmap: each instance is one more max-merge over the whole output,
+    so the time grows without a larger reply. Every rung stays under the default limits (output
+    B*K*H*W and profiles B*N*K*(H+W) at most 64M elements).
+    """
+    rng = np.random.default_rng(0)
+    seconds = 0.0
+    for instances, keypoints, side in ((128, 16, 1024), (512, 16, 1024), (2048, 16, 1024),
+                                       (2600, 3, 4096)):
+        points = rng.uniform(0, side, (1, instances, keypoints, 2)).astype(np.float32)
+        options = dict(keypoints=points, size=(side, side), sigma=2.0)
+        seconds = client.render(**options).timings.render_us / 1e6
+        if seconds >= at_least_s:
+            return options, seconds
+    pytest.skip(f"no request keeps this device busy for {at_least_s} s (best {seconds:.3f} s)")
