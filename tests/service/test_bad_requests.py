@@ -109,6 +109,16 @@ def test_output_over_the_limit_is_resource_exhausted(stub):
     assert caught.value.details().startswith("keypoints:")
 
 
+def test_too_many_instances_is_resource_exhausted(stub):
+    request = build_request(np.zeros((1, 129, 1, 2), np.float32), size=(8, 8), sigma=1.0)
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.Render(request, timeout=10))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert caught.value.details().startswith("keypoints: 129 instances")
+    allowed = build_request(np.zeros((1, 128, 1, 2), np.float32), size=(8, 8), sigma=1.0)
+    assert len(list(stub.Render(allowed, timeout=10))) == 1
+
+
 def test_client_raises_heatmap_error_and_server_stays_serving(live_server):
     with HeatmapClient(live_server.target, timeout=10) as client:
         with pytest.raises(HeatmapError) as caught:

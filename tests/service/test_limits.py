@@ -107,8 +107,9 @@ def test_a_message_over_max_request_bytes_is_resource_exhausted(client):
 
 
 def test_profiles_over_the_limit_are_resource_exhausted(channel):
-    # 100,000 instances of one keypoint on 512 x 512: a small output, but 102M profile elements.
-    request = build_request(np.zeros((1, 100_000, 1, 2), np.float32), size=(512, 512), sigma=2.0)
+    # 3,000 samples of 128 instances of one keypoint on 128 x 128: 49M output elements (under the
+    # 64M limit) but 98M profile elements.
+    request = build_request(np.zeros((3000, 128, 1, 2), np.float32), size=(128, 128), sigma=2.0)
     with pytest.raises(grpc.RpcError) as caught:
         list(pb_grpc.HeatmapRendererStub(channel).Render(request, timeout=10))
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -42,8 +42,9 @@ SERVICE_CONFIG = {
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
-def channel_options() -> list[tuple[str, Any]]:
-    return [
+def channel_options(synchronous: bool = False) -> list[tuple[str, Any]]:
+    """Options for a client channel; ``synchronous`` for the blocking client's channel."""
+    options = [
         ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -51,6 +52,11 @@ def channel_options() -> list[tuple[str, Any]]:
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
     ]
+    if synchronous:
+        # Read server-streaming replies on the calling thread instead of starting a thread per
+        # call: ~0.25 ms of client CPU per render.
+        options.append(("SingleThreadedUnaryStream", 1))
+    return options
 
 
 # How gRPC core reads a boolean variable as false (absl::SimpleAtob, case-insensitive).

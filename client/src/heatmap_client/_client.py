@@ -87,10 +87,11 @@ class HeatmapClient:
                     check_fork_support()  # a forked child of a process that used this client
                 # An inherited channel belongs to the parent's threads: abandon it, never close it.
                 creds = credentials(*self._tls)
+                options = channel_options(synchronous=True)
                 if creds is None:
-                    self._channel = grpc.insecure_channel(self.target, options=channel_options())
+                    self._channel = grpc.insecure_channel(self.target, options=options)
                 else:
-                    self._channel = grpc.secure_channel(self.target, creds, options=channel_options())
+                    self._channel = grpc.secure_channel(self.target, creds, options=options)
                 self._pid = os.getpid()
             return self._channel
 

@@ -184,8 +184,11 @@ class Batcher:
         try:
             return await entry.future
         except asyncio.CancelledError:
-            # The caller went away (deadline, cancellation): its job is skipped if not yet begun.
+            # The caller went away (deadline, cancellation): its job is skipped if not yet begun,
+            # and a result that was already delivered gives its buffer back.
             entry.cancelled.set()
+            if entry.future.done() and not entry.future.cancelled() and not entry.future.exception():
+                entry.future.result().release()
             raise
 
     def _next_group(self) -> list[_Entry] | None:

@@ -68,6 +68,7 @@ class ServiceLimits:
     max_request_bytes: int = 16 * 1024 * 1024
     chunk_bytes: int = 1024 * 1024
     max_side: int = 4096
+    max_instances: int = 128
 
 
 class RequestError(Exception):
@@ -162,6 +163,13 @@ def job_from_request(
         elements = batch * keypoint_count * request.height * request.width
         # The renderer holds both 1D profiles of every instance at once: bound them as well.
         profile_elements = batch * instances * keypoint_count * (request.height + request.width)
+        if instances > limits.max_instances and batch * keypoint_count > 0:
+            # Each instance is one more max-merge pass over the whole output on the device.
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "keypoints",
+                f"{instances} instances per sample exceed the limit of {limits.max_instances}",
+            )
         for count, what in ((elements, "B*K*H*W"), (profile_elements, "profile, B*N*K*(H+W)")):
             if count > limits.max_output_elements:
                 raise RequestError(
@@ -412,6 +420,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                 max_request_bytes=limits.max_request_bytes,
                 chunk_bytes=limits.chunk_bytes,
                 max_side=limits.max_side,
+                max_instances=limits.max_instances,
             ),
         )
 

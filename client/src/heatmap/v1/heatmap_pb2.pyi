@@ -396,6 +396,7 @@ class Limits(_message.Message):
     MAX_REQUEST_BYTES_FIELD_NUMBER: _builtins.int
     CHUNK_BYTES_FIELD_NUMBER: _builtins.int
     MAX_SIDE_FIELD_NUMBER: _builtins.int
+    MAX_INSTANCES_FIELD_NUMBER: _builtins.int
     max_output_elements: _builtins.int
     """Largest B * K * H * W a request may ask for (RESOURCE_EXHAUSTED beyond)."""
     max_request_bytes: _builtins.int
@@ -404,6 +405,8 @@ class Limits(_message.Message):
     """Payload bytes per RenderChunk."""
     max_side: _builtins.int
     """Largest heatmap side, in pixels."""
+    max_instances: _builtins.int
+    """Most instances N per sample."""
     def __init__(
         self,
         *,
@@ -411,10 +414,11 @@ class Limits(_message.Message):
         max_request_bytes: _builtins.int = ...,
         chunk_bytes: _builtins.int = ...,
         max_side: _builtins.int = ...,
+        max_instances: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_bytes", b"chunk_bytes", "max_output_elements", b"max_output_elements", "max_request_bytes", b"max_request_bytes", "max_side", b"max_side"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_bytes", b"chunk_bytes", "max_instances", b"max_instances", "max_output_elements", b"max_output_elements", "max_request_bytes", b"max_request_bytes", "max_side", b"max_side"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
