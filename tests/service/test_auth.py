@@ -22,7 +22,6 @@ from live_server import LiveServer, running_server
 from probes import free_port, scrape, wait_for
 
 KEYPOINTS = np.array([[[3.0, 4.0], [10.0, 2.0]]], dtype=np.float32)
-BIN = Path(sys.executable).parent
 # A failed handshake or a missing token must be reported this fast (retries included).
 PROMPT_S = 10.0
 
@@ -32,8 +31,9 @@ def _render(client: HeatmapClient):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "heatmap-client"), *args], capture_output=True, text=True,
-                          timeout=60)
+    # python -m rather than the console script: the same code, also where nothing is installed.
+    return subprocess.run([sys.executable, "-m", "heatmap_client", *args], capture_output=True,
+                          text=True, timeout=60)
 
 
 def _fails_promptly(call, code: grpc.StatusCode) -> HeatmapError:

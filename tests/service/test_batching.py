@@ -202,3 +202,17 @@ def test_out_of_memory_for_one_sample_is_reported(monkeypatch, device):
         assert batcher.pool.idle_buffers >= 1  # the host buffer went back despite the failure
     finally:
         batcher.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_dead_device_thread_fails_its_callers_instead_of_hanging(monkeypatch, device):
+    def broken(self):
+        raise RuntimeError("injected: the device is gone")
+
+    monkeypatch.setattr(Batcher, "_serve", broken)
+    batcher = Batcher(device, max_delay_us=0)
+    batcher._thread.join(10)  # the thread has already died
+
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(batcher.render(_job(1)))
+    batcher.close()

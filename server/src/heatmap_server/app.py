@@ -141,13 +141,16 @@ def _server_options(limits: ServiceLimits) -> list[tuple[str, Any]]:
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when present, else CPU; otherwise ``torch.device(name)``, checked."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise SystemExit(f"heatmap-server: --device {name!r} is not a torch device") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"heatmap-server: --device {name!r} but CUDA is not available")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"heatmap-server: --device {name!r} but CUDA is not available")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,8 @@ __all__ = [
     "Rendered",
     "render_dtype",
 ]
+
+log = logging.getLogger(__name__)
 
 # Output dtypes the renderer produces directly; fixed point is quantised from float32.
 _RENDER_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -149,6 +152,9 @@ class Batcher:
         max_queue: int = 256,
         pool: BufferPool | None = None,
     ):
+        if device.type == "cuda" and device.index is None:
+            # Tensors report "cuda:N"; the device thread's set_device needs the index too.
+            device = torch.device("cuda", torch.cuda.current_device())
         self.device = device
         self.max_delay_s = max_delay_us / 1e6
         self.max_batch_keypoints = max_batch_keypoints
@@ -215,8 +221,22 @@ class Batcher:
                 self._condition.wait(remaining)
 
     def _run(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
+        try:
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            self._serve()
+        except BaseException as error:
+            # Never leave callers waiting on a thread that is gone: fail them, refuse new jobs.
+            log.exception("device thread stopped")
+            with self._condition:
+                self._closed = True
+                stranded = list(self._pending)
+                self._pending.clear()
+            failure = RuntimeError(f"the device thread stopped: {error!r}")
+            for entry in stranded:
+                entry.loop.call_soon_threadsafe(_deliver, entry.future, None, failure)
+
+    def _serve(self) -> None:
         while (group := self._next_group()) is not None:
             group = [entry for entry in group if not entry.cancelled.is_set()]
             if not group:
