@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,46 +14,30 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 
-from ._channel import channel_options, credentials, metadata
+from ._channel import ChannelSettings, channel_options, metadata
 from ._errors import HeatmapError
 from ._messages import RenderResult, build_request, result_from_chunks
 
 __all__ = ["AsyncHeatmapClient"]
 
 
-class AsyncHeatmapClient:
+class AsyncHeatmapClient(ChannelSettings):
     """Renders heatmaps on a remote server from asyncio code; arguments as :class:`HeatmapClient`."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        timeout: float | None = None,
-        token: str | None = None,
-        tls_ca: str | Path | None = None,
-        tls_cert: str | Path | None = None,
-        tls_key: str | Path | None = None,
-    ):
-        self.target = target
-        self.timeout = timeout
-        self._token = token
-        self._tls = (tls_ca, tls_cert, tls_key)
-        credentials(*self._tls)
+    def __init__(self, target: str, **settings: Any):
+        super().__init__(target, **settings)
         self._channel: grpc.aio.Channel | None = None
         self._pid: int | None = None
 
     def _open(self) -> grpc.aio.Channel:
         if self._channel is None or self._pid != os.getpid():
-            creds = credentials(*self._tls)
+            creds = self._credentials()
             if creds is None:
                 self._channel = grpc.aio.insecure_channel(self.target, options=channel_options())
             else:
                 self._channel = grpc.aio.secure_channel(self.target, creds, options=channel_options())
             self._pid = os.getpid()
         return self._channel
-
-    def _timeout(self, timeout: float | None) -> float | None:
-        return self.timeout if timeout is None else timeout
 
     async def render(
         self,

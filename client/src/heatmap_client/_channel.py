@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 __all__ = [
+    "ChannelSettings",
     "channel_options",
     "check_fork_support",
     "credentials",
@@ -104,3 +105,33 @@ def credentials(
 
 def metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
     return None if token is None else (("authorization", f"Bearer {token}"),)
+
+
+class ChannelSettings:
+    """Where and how a client connects: target, default deadline, bearer token and TLS files.
+
+    Shared by :class:`HeatmapClient` and :class:`AsyncHeatmapClient`; a bad TLS setup fails here,
+    at construction, not at the first call.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+    ):
+        self.target = target
+        self.timeout = timeout
+        self._token = token
+        self._tls = (tls_ca, tls_cert, tls_key)
+        credentials(*self._tls)
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self.timeout if timeout is None else timeout
+
+    def _credentials(self) -> grpc.ChannelCredentials | None:
+        return credentials(*self._tls)

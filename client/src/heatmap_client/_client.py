@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 
-from ._channel import channel_options, check_fork_support, credentials, metadata
+from ._channel import ChannelSettings, channel_options, check_fork_support, metadata
 from ._errors import HeatmapError
 from ._messages import RenderResult, build_request, result_from_chunks
 
@@ -30,31 +29,18 @@ __all__ = ["HeatmapClient"]
 _RESULT_OPTIONS = ("keep_dtype", "out")
 
 
-class HeatmapClient:
+class HeatmapClient(ChannelSettings):
     """Renders heatmaps on a remote server.
 
-    Args:
+    Args (keyword-only after ``target``, shared with :class:`AsyncHeatmapClient`):
         target: ``host:port``, ``dns:///name:port`` or ``ipv4:a:p,b:p``.
         timeout: default deadline in seconds for every call (None: no deadline).
         token: bearer token sent as ``authorization: Bearer <token>``.
         tls_ca, tls_cert, tls_key: PEM files; any of them switches to TLS (cert+key: mutual TLS).
     """
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        timeout: float | None = None,
-        token: str | None = None,
-        tls_ca: str | Path | None = None,
-        tls_cert: str | Path | None = None,
-        tls_key: str | Path | None = None,
-    ):
-        self.target = target
-        self.timeout = timeout
-        self._token = token
-        self._tls = (tls_ca, tls_cert, tls_key)
-        credentials(*self._tls)  # fail now, not at the first call, on a bad TLS setup
+    def __init__(self, target: str, **settings: Any):
+        super().__init__(target, **settings)
         self._channel: grpc.Channel | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
@@ -86,7 +72,7 @@ class HeatmapClient:
                 if self._pid is not None and self._pid != os.getpid():
                     check_fork_support()  # a forked child of a process that used this client
                 # An inherited channel belongs to the parent's threads: abandon it, never close it.
-                creds = credentials(*self._tls)
+                creds = self._credentials()
                 options = channel_options(synchronous=True)
                 if creds is None:
                     self._channel = grpc.insecure_channel(self.target, options=options)
@@ -94,9 +80,6 @@ class HeatmapClient:
                     self._channel = grpc.secure_channel(self.target, creds, options=options)
                 self._pid = os.getpid()
             return self._channel
-
-    def _timeout(self, timeout: float | None) -> float | None:
-        return self.timeout if timeout is None else timeout
 
     def render(
         self,
