@@ -29,15 +29,13 @@ import argparse
 import datetime
 import gc
 import inspect
-import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +45,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heatmap_server.render import render_heatmaps
 from reference_loops import cached_kernel_loop, mmpose_loop, seed_loop
+from report import cpu_model, git_commit, grouped_bars, pyplot, write_json
+from scenarios import (
+    SCENARIOS,
+    Scenario,
+    from_normalized,
+    make_keypoints,
+    parse_scenarios,
+    to_normalized,
+)
 
 COLUMNS = ("ours_fresh", "ours_out", "seed_loop", "cached_loop", "mmpose_loop", "kornia", "floor")
 TOLERANCE = 1e-6
@@ -58,67 +65,8 @@ FLOOR_KEY = f"ours_out_over_floor_le_{FLOOR_TARGET:g}"
 SPEEDUP_KEY = f"seed_loop_over_ours_out_ge_{SPEEDUP_TARGET:g}"
 
 
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    label: str
-    batch: int
-    keypoints: int
-    height: int
-    width: int
-    sigma: float
-    method: str
-    coords: str
-
-
-SCENARIOS = {
-    s.name: s
-    for s in (
-        Scenario("S1", "68 face landmarks", 1, 68, 256, 256, 10.0, "seed", "normalized"),
-        Scenario("S2", "COCO body", 32, 17, 64, 48, 2.0, "msra", "heatmap"),
-        Scenario("S3", "faces", 32, 68, 64, 64, 2.0, "msra", "heatmap"),
-        Scenario("S4", "COCO whole body", 8, 133, 96, 72, 2.0, "msra", "heatmap"),
-    )
-}
-
-
 class MismatchError(RuntimeError):
     """A reference loop and the renderer disagree: the benchmark refuses to time either."""
-
-
-# --- inputs -------------------------------------------------------------------------------------
-
-
-def make_keypoints(sc: Scenario, rng: np.random.Generator, off_fraction: float = 0.1) -> np.ndarray:
-    """``(B, K, 2)`` float32 heatmap pixels: a person-sized cluster per sample, with about
-    ``off_fraction`` of the keypoints moved 0.5 to 6 sigma off one edge (so some windows still touch
-    the heatmap and some miss it wholly)."""
-    extent = np.array([sc.width, sc.height], dtype=np.float64)
-    box = rng.uniform(0.35, 0.8, size=(sc.batch, 1, 2)) * extent
-    centre = extent / 2 + rng.uniform(-0.15, 0.15, size=(sc.batch, 1, 2)) * extent
-    points = centre + (rng.uniform(size=(sc.batch, sc.keypoints, 2)) - 0.5) * box
-    points = np.clip(points, 0, extent - 1)
-    shape = (sc.batch, sc.keypoints)
-    off = rng.uniform(size=shape) < off_fraction
-    axis = rng.integers(0, 2, size=shape)
-    low_side = rng.uniform(size=shape) < 0.5
-    distance = rng.uniform(0.5, 6 * sc.sigma, size=shape)
-    for b, k in zip(*np.nonzero(off)):
-        a = axis[b, k]
-        points[b, k, a] = -distance[b, k] if low_side[b, k] else extent[a] - 1 + distance[b, k]
-    return points.astype(np.float32)
-
-
-def to_normalized(points: np.ndarray, sc: Scenario) -> np.ndarray:
-    """Heatmap pixels -> the seed's [-1, 1] convention (x = 2 u / W - 1)."""
-    extent = np.array([sc.width, sc.height], dtype=np.float64)
-    return (points.astype(np.float64) / extent * 2 - 1).astype(np.float32)
-
-
-def from_normalized(points: np.ndarray, sc: Scenario) -> np.ndarray:
-    """[-1, 1] -> heatmap pixels in float32, in the renderer's order: (x + 1) * 0.5 * W."""
-    extent = np.array([sc.width, sc.height], dtype=np.float32)
-    return (points + np.float32(1)) * np.float32(0.5) * extent
 
 
 # --- correctness --------------------------------------------------------------------------------
@@ -381,32 +329,20 @@ def print_tables(results: list[dict], meta: dict) -> None:
 
 
 def write_png(results: list[dict], path: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"Note: matplotlib is not installed; skipping --png {path}", file=sys.stderr)
+    plt = pyplot(path)
+    if plt is None:
         return
-    columns = [c for c in COLUMNS if any(c in r["stats"] for r in results)]
-    width = 0.8 / len(columns)
     fig, ax = plt.subplots(figsize=(10, 5))
-    for i, col in enumerate(columns):
-        rows = [(j, r["stats"][col]) for j, r in enumerate(results) if col in r["stats"]]
-        ax.bar(
-            [j + i * width for j, _ in rows],
-            [s["median_ms"] for _, s in rows],
-            width,
-            yerr=[
-                [s["median_ms"] - s["p10_ms"] for _, s in rows],
-                [s["p90_ms"] - s["median_ms"] for _, s in rows],
-            ],
-            label=col,
-        )
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(results))])
-    ax.set_xticklabels([r["scenario"]["name"] for r in results])
-    ax.set_yscale("log")
+    grouped_bars(
+        ax,
+        results,
+        COLUMNS,
+        lambda s: s["median_ms"],
+        lambda stats: [
+            [s["median_ms"] - s["p10_ms"] for s in stats],
+            [s["p90_ms"] - s["median_ms"] for s in stats],
+        ],
+    )
     ax.set_ylabel("ms per batch (median, p10-p90)")
     ax.legend(fontsize="small")
     fig.tight_layout()
@@ -415,24 +351,6 @@ def write_png(results: list[dict], path: str) -> None:
 
 
 def metadata(args) -> dict:
-    cpu_model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
     try:
         import kornia
 
@@ -446,10 +364,10 @@ def metadata(args) -> dict:
         "kornia": kornia_version,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu_model": cpu_model,
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
-        "git_commit": commit,
+        "git_commit": git_commit(),
         "args": vars(args),
         "tolerance": TOLERANCE,
         "targets": {
@@ -480,11 +398,7 @@ def parse_args(argv=None):
     )
     add("--seed", type=int, default=0, help="RNG seed for keypoints and column order")
     args = p.parse_args(argv)
-    names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [n for n in names if n not in SCENARIOS]
-    if unknown or not names:
-        p.error(f"--scenarios: unknown {unknown or 'empty'}; choose from {','.join(SCENARIOS)}")
-    args.scenarios = names
+    args.scenarios = parse_scenarios(p, args.scenarios, SCENARIOS)
     if args.clock == "cpu" and args.threads != 1:
         p.error("--clock cpu measures the calling thread only: use it with --threads 1")
     if min(args.threads, args.repeats, args.slow_repeats) < 1:
@@ -505,10 +419,7 @@ def main(argv=None) -> int:
         print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     print_tables(results, meta)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"metadata": meta, "results": results}, f, indent=1)
-        print(f"wrote {args.json}", file=sys.stderr)
+        write_json(args.json, {"metadata": meta, "results": results})
     if args.png:
         write_png(results, args.png)
     return 0

@@ -41,7 +41,6 @@ import argparse
 import cProfile
 import datetime
 import io
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -53,7 +52,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +61,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heatmap_client import HeatmapClient  # noqa: E402  (light: no torch at import time)
 from reference_loops import mmpose_loop, seed_loop  # noqa: E402
+from report import cpu_model, git_commit, grouped_bars, pyplot, write_json  # noqa: E402
+from scenarios import (  # noqa: E402
+    SCENARIOS as ALL_SCENARIOS,
+    Scenario,
+    from_normalized,
+    make_keypoints,
+    parse_scenarios,
+    to_normalized,
+)
 
 # torch and heatmap_server are imported lazily, in the parent only: the spawned client processes
 # import this module too and must stay as light as a loader's gRPC client.
@@ -94,57 +102,12 @@ DESCRIPTIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    label: str
-    batch: int
-    keypoints: int
-    height: int
-    width: int
-    sigma: float
-    method: str
-    coords: str
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return (self.height, self.width)
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.keypoints, self.height, self.width)
+# S2, S3, S1 in this order: it is the default --scenarios, and a scenario's index in it seeds its
+# keypoints (default_rng([seed, index]) in scenario_inputs), so it stays as it was.
+SCENARIOS = {name: ALL_SCENARIOS[name] for name in ("S2", "S3", "S1")}
 
 
-SCENARIOS = {
-    s.name: s
-    for s in (
-        Scenario("S2", "COCO body", 32, 17, 64, 48, 2.0, "msra", "heatmap"),
-        Scenario("S3", "faces", 32, 68, 64, 64, 2.0, "msra", "heatmap"),
-        Scenario("S1", "68 face landmarks", 1, 68, 256, 256, 10.0, "seed", "normalized"),
-    )
-}
-
-
-# --- inputs (the same distribution as bench/render.py) --------------------------------------------
-
-
-def make_keypoints(sc: Scenario, rng: np.random.Generator, off_fraction: float = 0.1) -> np.ndarray:
-    """``(B, K, 2)`` float32 heatmap pixels: a person-sized cluster per sample, about
-    ``off_fraction`` of the keypoints 0.5 to 6 sigma off one edge."""
-    extent = np.array([sc.width, sc.height], dtype=np.float64)
-    box = rng.uniform(0.35, 0.8, size=(sc.batch, 1, 2)) * extent
-    centre = extent / 2 + rng.uniform(-0.15, 0.15, size=(sc.batch, 1, 2)) * extent
-    points = centre + (rng.uniform(size=(sc.batch, sc.keypoints, 2)) - 0.5) * box
-    points = np.clip(points, 0, extent - 1)
-    shape = (sc.batch, sc.keypoints)
-    off = rng.uniform(size=shape) < off_fraction
-    axis = rng.integers(0, 2, size=shape)
-    low_side = rng.uniform(size=shape) < 0.5
-    distance = rng.uniform(0.5, 6 * sc.sigma, size=shape)
-    for b, k in zip(*np.nonzero(off)):
-        a = axis[b, k]
-        points[b, k, a] = -distance[b, k] if low_side[b, k] else extent[a] - 1 + distance[b, k]
-    return points.astype(np.float32)
+# --- inputs (bench/scenarios.py, drawn as bench/render.py draws them) -----------------------------
 
 
 def scenario_inputs(sc: Scenario, seed: int, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -152,14 +115,12 @@ def scenario_inputs(sc: Scenario, seed: int, count: int) -> tuple[list[np.ndarra
     the renderer's order of operations, for the mmpose loop)."""
     rng = np.random.default_rng([seed, list(SCENARIOS).index(sc.name)])
     sent, pixels = [], []
-    extent64 = np.array([sc.width, sc.height], dtype=np.float64)
-    extent32 = extent64.astype(np.float32)
     for _ in range(count):
         points = make_keypoints(sc, rng)
         if sc.coords == "normalized":
-            normalized = (points.astype(np.float64) / extent64 * 2 - 1).astype(np.float32)
+            normalized = to_normalized(points, sc)
             sent.append(normalized)
-            pixels.append((normalized + np.float32(1)) * np.float32(0.5) * extent32)
+            pixels.append(from_normalized(normalized, sc))
         else:
             sent.append(points)
             pixels.append(points)
@@ -800,27 +761,15 @@ def print_report(results: list[dict], targets: list[dict], profiles: list[dict],
 
 
 def write_png(results: list[dict], path: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"Note: matplotlib is not installed; skipping --png {path}", file=sys.stderr)
+    plt = pyplot(path)
+    if plt is None:
         return
-    names = [n for n in ROWS if any(n in r["stats"] for r in results)]
-    width = 0.8 / len(names)
     fig, axes = plt.subplots(1, 2, figsize=(14, 5))
     for ax, key, label in (
         (axes[0], "samples_per_s", "samples/s (higher is better)"),
         (axes[1], "client_cpu_ms_per_batch", "client CPU ms per batch (lower is better)"),
     ):
-        for i, name in enumerate(names):
-            rows = [(j, r["stats"][name]) for j, r in enumerate(results) if name in r["stats"]]
-            ax.bar([j + i * width for j, _ in rows], [s[key] for _, s in rows], width, label=name)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(results))])
-        ax.set_xticklabels([r["scenario"]["name"] for r in results])
-        ax.set_yscale("log")
+        grouped_bars(ax, results, ROWS, lambda s, key=key: s[key])
         ax.set_ylabel(label)
     axes[0].legend(fontsize="small")
     fig.suptitle("heatmap service vs local rendering (server and clients share the machine)")
@@ -835,19 +784,6 @@ def metadata(args, info) -> dict:
     import torch
     import zstandard
 
-    cpu_model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True, cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
@@ -856,14 +792,14 @@ def metadata(args, info) -> dict:
         "zstandard": zstandard.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu_model": cpu_model,
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": os.getloadavg(),
         "device": args.device,
         "server_info": {"version": info.version, "device": info.device,
                         "torch_version": info.torch_version},
         "local_torch_threads": torch.get_num_threads(),
-        "git_commit": commit,
+        "git_commit": git_commit(),
         "args": vars(args),
         "targets": {"wall_max": WALL_TARGET, "cpu_max": CPU_TARGET, "render_many_min": MANY_TARGET,
                     "scenarios": list(TARGET_SCENARIOS), "anchor_mmpose_ms": ANCHOR_MMPOSE_MS},
@@ -897,11 +833,7 @@ def parse_args(argv=None):
     add("--quick", action="store_true", help="smoke run (~30 s): short budgets, one round")
     add("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [n for n in names if n not in SCENARIOS]
-    if unknown or not names:
-        p.error(f"--scenarios: unknown {unknown or 'empty'}; choose from {','.join(SCENARIOS)}")
-    args.scenarios = names
+    args.scenarios = parse_scenarios(p, args.scenarios, SCENARIOS)
     if args.quick:
         args.budget_s, args.rounds, args.multi_s, args.multi_rounds = 0.25, 1, 0.6, 1
         args.profile_calls = min(args.profile_calls, 60)
@@ -949,11 +881,8 @@ def main(argv=None) -> int:
     print_report(results, targets, profiles, meta)
     print(f"\n(total run {meta['elapsed_s']:.0f} s)")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"metadata": meta, "results": results, "targets": targets,
-                       "profiles": profiles}, f, indent=1)
-        print(f"wrote {args.json}", file=sys.stderr)
+        write_json(args.json, {"metadata": meta, "results": results, "targets": targets,
+                               "profiles": profiles})
     if args.png:
         write_png(results, args.png)
     return 0
