@@ -67,7 +67,7 @@ class AsyncHeatmapClient(ChannelSettings):
         slots = asyncio.Semaphore(window)
         pending: list[dict[str, Any]] = []
         stub = pb_grpc.HeatmapRendererStub(self._open())
-        call = stub.RenderStream(timeout=self._timeout(timeout), metadata=metadata(self._token))
+        call = stub.RenderStream(timeout=timeout, metadata=metadata(self._token))
 
         async def write() -> None:
             for request_id, options in enumerate(requests):

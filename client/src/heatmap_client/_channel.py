@@ -38,6 +38,10 @@ SERVICE_CONFIG = {
     ],
 }
 
+# Every call gets a deadline unless the caller asks for none: a stalled server must not hang a
+# data loader forever. render_many's stream spans many batches, so only an explicit one bounds it.
+DEFAULT_TIMEOUT_S = 60.0
+
 # Replies arrive in chunks of at most 1 MiB plus the weights; requests can be larger than the
 # 4 MiB default for big batches.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -118,7 +122,7 @@ class ChannelSettings:
         self,
         target: str,
         *,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
         token: str | None = None,
         tls_ca: str | Path | None = None,
         tls_cert: str | Path | None = None,

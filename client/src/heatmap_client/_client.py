@@ -34,7 +34,8 @@ class HeatmapClient(ChannelSettings):
 
     Args (keyword-only after ``target``, shared with :class:`AsyncHeatmapClient`):
         target: ``host:port``, ``dns:///name:port`` or ``ipv4:a:p,b:p``.
-        timeout: default deadline in seconds for every call (None: no deadline).
+        timeout: default deadline in seconds for each call (60; None: no deadline). A
+            ``render_many`` stream is bounded only by its own ``timeout`` argument.
         token: bearer token sent as ``authorization: Bearer <token>``.
         tls_ca, tls_cert, tls_key: PEM files; any of them switches to TLS (cert+key: mutual TLS).
     """
@@ -143,6 +144,8 @@ class HeatmapClient(ChannelSettings):
         Each item holds :meth:`render`'s keyword arguments (``keypoints``, ``size``, ``sigma``, ...,
         optionally ``keep_dtype`` and ``out``). At most ``window`` requests are in flight, so the
         server renders and encodes the next batches while this process decodes the current one.
+        ``timeout`` bounds the whole stream (None: no deadline; the client's per-call default does
+        not apply to a stream that may span an epoch).
         """
         if window < 1:
             raise ValueError(f"window: must be >= 1, got {window}")
@@ -172,7 +175,7 @@ class HeatmapClient(ChannelSettings):
 
         stub = pb_grpc.HeatmapRendererStub(self._open())
         call = stub.RenderStream(
-            outgoing(), timeout=self._timeout(timeout), metadata=metadata(self._token)
+            outgoing(), timeout=timeout, metadata=metadata(self._token)
         )
         try:
             expected = 0
