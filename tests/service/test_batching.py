@@ -216,3 +216,30 @@ def test_a_dead_device_thread_fails_its_callers_instead_of_hanging(monkeypatch, 
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(batcher.render(_job(1)))
     batcher.close()
+
+
+def test_a_closed_batcher_refuses_with_batcher_closed(device):
+    from heatmap_server.batching import BatcherClosed
+
+    batcher = Batcher(device, max_delay_us=0)
+    batcher.close()
+    with pytest.raises(BatcherClosed):
+        asyncio.run(batcher.render(_job(1)))
+
+
+def test_a_failed_render_returns_its_buffer_to_the_pool(monkeypatch, device):
+    import heatmap_server.batching as batching
+
+    def fails(args, out=None):
+        raise RuntimeError("injected: not an out-of-memory error")
+
+    batcher = Batcher(device, max_delay_us=0)
+    try:
+        asyncio.run(batcher.render(_job(2))).release()
+        idle = batcher.pool.idle_buffers
+        monkeypatch.setattr(batching, "heatmaps_from_args", fails)
+        with pytest.raises(RuntimeError, match="injected"):
+            asyncio.run(batcher.render(_job(2)))
+        assert batcher.pool.idle_buffers == idle  # the host buffer came back
+    finally:
+        batcher.close()

@@ -28,9 +28,13 @@ class AsyncHeatmapClient(ChannelSettings):
         super().__init__(target, **settings)
         self._channel: grpc.aio.Channel | None = None
         self._pid: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _open(self) -> grpc.aio.Channel:
-        if self._channel is None or self._pid != os.getpid():
+        # A grpc.aio channel belongs to the process and the event loop that opened it.
+        loop = asyncio.get_running_loop()
+        if self._channel is None or self._pid != os.getpid() or self._loop is not loop:
+            self._loop = loop
             creds = self._credentials()
             if creds is None:
                 self._channel = grpc.aio.insecure_channel(self.target, options=channel_options())
@@ -70,14 +74,18 @@ class AsyncHeatmapClient(ChannelSettings):
         call = stub.RenderStream(timeout=timeout, metadata=metadata(self._token))
 
         async def write() -> None:
-            for request_id, options in enumerate(requests):
-                options = dict(options)
-                result_options = {k: options.pop(k) for k in ("keep_dtype", "out") if k in options}
-                request = build_request(request_id=request_id, **options)
-                await slots.acquire()
-                pending.append({**result_options, "request": request})
-                await call.write(request)
-            await call.done_writing()
+            # A request that cannot be built ends the writing side (so the stream completes
+            # after the replies before it) and is raised to the caller once those are delivered.
+            try:
+                for request_id, options in enumerate(requests):
+                    options = dict(options)
+                    result_options = {k: options.pop(k) for k in ("keep_dtype", "out") if k in options}
+                    request = build_request(request_id=request_id, **options)
+                    await slots.acquire()
+                    pending.append({**result_options, "request": request})
+                    await call.write(request)
+            finally:
+                await call.done_writing()
 
         writer = asyncio.ensure_future(write())
         try:

@@ -25,6 +25,7 @@ from .render import RenderArgs, heatmaps_from_args, profiles_from_args
 
 __all__ = [
     "Batcher",
+    "BatcherClosed",
     "QueueFull",
     "RenderJob",
     "Rendered",
@@ -45,6 +46,10 @@ def render_dtype(wire_dtype: str) -> torch.dtype:
 
 class QueueFull(Exception):
     """The batcher's queue holds ``max_queue`` requests already."""
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher takes no more work: it was closed, or its device thread stopped."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,11 @@ def _host(tensor: torch.Tensor) -> np.ndarray:
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.view(torch.uint16)  # numpy has no bfloat16: ship the raw bits
     return tensor.cpu().numpy()
+
+
+def _release_all(lease: Lease, users: int) -> None:
+    for _ in range(users):
+        lease.release()
 
 
 def _joined_visibility(jobs: list[RenderJob]) -> torch.Tensor | None:
@@ -182,7 +192,7 @@ class Batcher:
         entry = _Entry(job, loop.create_future(), loop)
         with self._condition:
             if self._closed:
-                raise RuntimeError("batcher is closed")
+                raise BatcherClosed("the batcher is closed")
             if len(self._pending) >= self.max_queue:
                 raise QueueFull(f"{len(self._pending)} requests already waiting")
             self._pending.append(entry)
@@ -232,7 +242,7 @@ class Batcher:
                 self._closed = True
                 stranded = list(self._pending)
                 self._pending.clear()
-            failure = RuntimeError(f"the device thread stopped: {error!r}")
+            failure = BatcherClosed(f"the device thread stopped: {error!r}")
             for entry in stranded:
                 entry.loop.call_soon_threadsafe(_deliver, entry.future, None, failure)
 
@@ -270,8 +280,14 @@ class Batcher:
             weights = profiles.weights
         else:
             out, lease, weights = self._dense(args, first.wire_dtype, users=len(jobs))
-            outputs = [_host(out)]
-        weights_host = _host(weights)
+        try:
+            if lease is not None:
+                outputs = [_host(out)]
+            weights_host = _host(weights)
+        except BaseException:
+            if lease is not None:
+                _release_all(lease, len(jobs))
+            raise
         render_us = int((time.perf_counter() - started) * 1e6)
         results, offset = [], 0
         for job in jobs:
@@ -313,13 +329,16 @@ class Batcher:
             try:
                 return host, lease, self._dense_pieces(args, fixed, host, pieces)
             except torch.OutOfMemoryError:
-                if pieces >= batch:
-                    for _ in range(users):
-                        lease.release()
-                    raise
-                if not on_cpu:
-                    torch.cuda.empty_cache()
-                pieces = min(batch, pieces * 2)
+                if pieces < batch:
+                    if not on_cpu:
+                        torch.cuda.empty_cache()
+                    pieces = min(batch, pieces * 2)
+                    continue
+                _release_all(lease, users)
+                raise
+            except BaseException:
+                _release_all(lease, users)  # the buffer goes back to the pool on any failure
+                raise
 
     def _dense_pieces(
         self, args: RenderArgs, fixed: tuple | None, host: torch.Tensor, pieces: int

@@ -20,7 +20,7 @@ __all__ = ["BufferPool", "Lease"]
 class Lease:
     """A pooled buffer shared by ``users`` holders; the last :meth:`release` returns it."""
 
-    def __init__(self, pool: BufferPool | None, storage: torch.Tensor, key: tuple, users: int):
+    def __init__(self, pool: BufferPool, storage: torch.Tensor, key: tuple, users: int):
         self._pool = pool
         self._storage = storage
         self._key = key
@@ -29,9 +29,12 @@ class Lease:
 
     def release(self) -> None:
         with self._lock:
+            if self._users <= 0:
+                # One more release than holders would hand the buffer out while still in use.
+                raise RuntimeError("lease released more often than it was taken")
             self._users -= 1
             done = self._users == 0
-        if done and self._pool is not None:
+        if done:
             self._pool._give_back(self._storage, self._key)
 
 

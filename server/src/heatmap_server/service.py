@@ -32,7 +32,7 @@ from heatmap_client._tensors import array_from_tensor, tensor_from_array
 from . import __version__
 from .metrics import Metrics
 from .render import check_render_args
-from .batching import Batcher, QueueFull, RenderJob, render_dtype
+from .batching import Batcher, BatcherClosed, QueueFull, RenderJob, render_dtype
 
 __all__ = [
     "HeatmapRendererService",
@@ -295,6 +295,8 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
             rendered = await self._batcher.render(job)
         except QueueFull as full:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue", f"full ({full})") from None
+        except BatcherClosed as closed:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, "device", str(closed)) from None
         except torch.OutOfMemoryError:
             raise RequestError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, "keypoints",
@@ -368,7 +370,11 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                         await pending.put((request.request_id, error))
                         return
                     task = asyncio.ensure_future(self._reply(request, job, codec))
-                    await pending.put((request.request_id, task))
+                    try:
+                        await pending.put((request.request_id, task))
+                    except asyncio.CancelledError:
+                        task.cancel()  # the stream ended while the window was full
+                        raise
             finally:
                 await pending.put(None)
 
