@@ -28,11 +28,19 @@ import torch
 
 __all__ = [
     "AxisTable",
+    "PLAN_MAX_ELEMENTS",
     "WindowPlan",
+    "axis_profiles",
     "clear_table_cache",
+    "plan_elements",
     "table_cache_info",
     "window_plan",
 ]
+
+# Plans grow with (side + 6 sigma) * side per distinct sigma: a large heatmap with a large sigma,
+# or many distinct sigmas, would need gigabytes. Beyond this many elements the profiles are
+# computed for the request's own centres instead (see profiles.py), with the same formula.
+PLAN_MAX_ELEMENTS = 4 * 1024 * 1024
 
 # Bounded by bytes, not entries: a per-keypoint-sigma plan for a large heatmap can be tens of MB.
 _CACHE_BUDGET_BYTES = 256 * 1024 * 1024
@@ -70,42 +78,65 @@ _cache_bytes = 0
 _cache_lock = threading.Lock()
 
 
-def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.device) -> AxisTable:
-    # Tables are computed on the CPU and then moved, so every device renders from the very same
-    # float32 values (device exp() implementations may differ in the last bit).
-    target, device = device, torch.device("cpu")
-    radius_max = 3 * max(sigmas)
-    lowest = -math.ceil(radius_max) - 2
-    highest = length + math.ceil(radius_max) + 1
-    f64 = torch.float64
-    sigma = torch.tensor(sigmas, dtype=f64, device=device)[:, None, None]  # (S, 1, 1)
+def axis_profiles(
+    centres: torch.Tensor, sigma: torch.Tensor, length: int, kind: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The windowed profiles of integer ``centres`` along an axis of ``length`` pixels.
+
+    Args:
+        centres: float64 integer-valued centres ``mu``, shape ``(..., 1)``.
+        sigma: float64, broadcastable against ``centres``.
+        length: the axis length.
+        kind: ``"window"`` (float32 kernel values, 0 off the window) or ``"offset"`` (float64
+            distances from the kernel centre, ``+inf`` off the window).
+
+    Returns:
+        ``(profiles (..., length), outside (...))`` with mmpose's weight rule as ``outside``.
+    """
     radius = sigma * 3
-    centres = torch.arange(lowest, highest + 1, dtype=f64, device=device)[None, :, None]  # (1, R, 1)
-    pixels = torch.arange(length, dtype=f64, device=device)  # (L,)
-    left = torch.trunc(centres - radius)  # (S, R, 1)
+    pixels = torch.arange(length, dtype=torch.float64, device=centres.device)
+    left = torch.trunc(centres - radius)
     right = torch.trunc(centres + radius + 1)
     kernel_size = 2 * radius + 1
     kernel_len = torch.ceil(kernel_size)  # np.arange(0, kernel_size) has ceil(kernel_size) samples
     kernel_centre = torch.floor(kernel_size / 2)
-    index = pixels - left  # (S, R, L): position inside the kernel
+    index = pixels - left  # position inside the kernel
     in_window = (index >= 0) & (index < kernel_len) & (pixels < right)
     distance = index - kernel_centre
     if kind == "window":
         values = torch.exp(-(distance**2) / (2 * sigma**2)).to(torch.float32)
-        rows = torch.where(in_window, values, torch.zeros((), dtype=torch.float32, device=device))
-        empty = torch.zeros(1, length, dtype=torch.float32, device=device)
+        profiles = torch.where(in_window, values, torch.zeros((), dtype=torch.float32))
     elif kind == "offset":
-        rows = torch.where(in_window, distance, torch.full((), math.inf, dtype=f64, device=device))
-        empty = torch.full((1, length), math.inf, dtype=f64, device=device)
+        profiles = torch.where(in_window, distance, torch.full((), math.inf, dtype=torch.float64))
     else:
         raise ValueError(f"kind: expected 'window' or 'offset', got {kind!r}")
-    outside = ((left >= length) | (right < 0)).reshape(-1)
+    outside = ((left >= length) | (right < 0)).squeeze(-1)
+    return profiles, outside
+
+
+def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.device) -> AxisTable:
+    # Tables are computed on the CPU and then moved, so every device renders from the very same
+    # float32 values (device exp() implementations may differ in the last bit).
+    radius_max = 3 * max(sigmas)
+    lowest = -math.ceil(radius_max) - 2
+    highest = length + math.ceil(radius_max) + 1
+    sigma = torch.tensor(sigmas, dtype=torch.float64)[:, None, None]  # (S, 1, 1)
+    centres = torch.arange(lowest, highest + 1, dtype=torch.float64)[None, :, None]  # (1, R, 1)
+    rows, outside = axis_profiles(centres, sigma, length, kind)
+    empty = torch.full((1, length), 0.0 if kind == "window" else math.inf, dtype=rows.dtype)
     return AxisTable(
         lowest_centre=lowest,
         rows_per_sigma=highest - lowest + 1,
-        rows=torch.cat([rows.reshape(-1, length), empty]).to(target),
-        outside=torch.cat([outside, torch.ones(1, dtype=torch.bool, device=device)]).to(target),
+        rows=torch.cat([rows.reshape(-1, length), empty]).to(device),
+        outside=torch.cat([outside.reshape(-1), torch.ones(1, dtype=torch.bool)]).to(device),
     )
+
+
+def plan_elements(sigmas: tuple[float, ...], size: tuple[int, int]) -> int:
+    """Elements a :class:`WindowPlan` for ``sigmas`` and ``size`` would hold."""
+    rows = len(set(sigmas)) or 1
+    reach = 2 * math.ceil(3 * max(sigmas, default=1.0)) + 4
+    return rows * sum((length + reach) * length for length in size)
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,12 @@ keypoints, so that truncation edges fall exactly where theirs do.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, NamedTuple
 
 import torch
 
-from .kernels import window_plan
+from .kernels import PLAN_MAX_ELEMENTS, axis_profiles, plan_elements, window_plan
 from .validate import RenderArgs, check_render_args
 
 __all__ = [
@@ -94,22 +95,48 @@ def _windowed(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | No
     Returns ``(profiles (B, N, K, 2, max(H, W)), outside (B, N, K))``.
     """
     kind = "offset" if args.method == "udp" else "window"
-    plan = window_plan(args.sigmas, kind, args.size, coords.device, coords.dtype)
     centre = coords if args.method == "seed" else coords + 0.5
-    # .long() truncates toward zero, like int(); clamping first keeps far-off centres in range.
-    rows = torch.clamp(centre, plan.lowest, plan.highest).long() + plan.offsets
-    outside = plan.outside[rows].any(dim=-1)
-    if draw_ok is not None:
-        rows = torch.where((draw_ok & ~outside)[..., None], rows, plan.empty_row)
-    # Without visibility no masking is needed: a window that misses the heatmap is an all-zero
-    # row on at least one axis, so its product is zero anyway.
-    profiles = plan.table.index_select(0, rows.view(-1)).view(*rows.shape, plan.table.shape[1])
+    if plan_elements(args.sigmas, args.size) > PLAN_MAX_ELEMENTS:
+        profiles, outside = _windowed_directly(args, kind, centre, draw_ok)
+    else:
+        plan = window_plan(args.sigmas, kind, args.size, coords.device, coords.dtype)
+        # .long() truncates toward zero, like int(); clamping first keeps far centres in range.
+        rows = torch.clamp(centre, plan.lowest, plan.highest).long() + plan.offsets
+        outside = plan.outside[rows].any(dim=-1)
+        if draw_ok is not None:
+            rows = torch.where((draw_ok & ~outside)[..., None], rows, plan.empty_row)
+        # Without visibility no masking is needed: a window that misses the heatmap is an
+        # all-zero row on at least one axis, so its product is zero anyway.
+        table = plan.table
+        profiles = table.index_select(0, rows.view(-1)).view(*rows.shape, table.shape[1])
     if kind == "offset":
         # UDP: exp(-(d - f)^2 / (2 sigma^2)) with d the distance from the kernel centre and
         # f = u - mu the sub-pixel offset. +inf off the window gives exactly 0.
         fraction = (coords - torch.trunc(centre)).to(torch.float64)
         two_var = _two_variance(args, coords.device)[..., None]
         profiles = torch.exp(-((profiles - fraction[..., None]) ** 2) / two_var).to(torch.float32)
+    return profiles, outside
+
+
+def _windowed_directly(
+    args: RenderArgs, kind: str, centre: torch.Tensor, draw_ok: torch.Tensor | None
+):
+    """The windowed profiles evaluated at the request's own centres, for configurations whose
+    table would be too large to keep (see ``PLAN_MAX_ELEMENTS``); same formula, same values."""
+    widest = max(args.size)
+    reach = widest + 3 * max(args.sigmas) + 2  # farther centres all give empty, outside rows
+    mu = torch.trunc(centre).clamp(-reach, reach).to(torch.float64)
+    sigma = torch.tensor(args.sigmas, dtype=torch.float64, device=centre.device)[:, None]
+    fill = 0.0 if kind == "window" else math.inf
+    profiles, outside = [], []
+    for axis, length in enumerate(reversed(args.size)):  # x runs along W, y along H
+        values, missed = axis_profiles(mu[..., axis, None], sigma, length, kind)
+        profiles.append(torch.nn.functional.pad(values, (0, widest - length), value=fill))
+        outside.append(missed)
+    outside = outside[0] | outside[1]
+    profiles = torch.stack(profiles, dim=-2)  # (B, N, K, 2, max(H, W)), as the table gives
+    if draw_ok is not None:
+        profiles = torch.where((draw_ok & ~outside)[..., None, None], profiles, fill)
     return profiles, outside
 
 
