@@ -210,8 +210,10 @@ def test_a_dead_device_thread_fails_its_callers_instead_of_hanging(monkeypatch, 
         raise RuntimeError("injected: the device is gone")
 
     monkeypatch.setattr(Batcher, "_serve", broken)
-    batcher = Batcher(device, max_delay_us=0)
+    stopped = []
+    batcher = Batcher(device, max_delay_us=0, on_stopped=stopped.append)
     batcher._thread.join(10)  # the thread has already died
+    assert [str(error) for error in stopped] == ["injected: the device is gone"]
 
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(batcher.render(_job(1)))

@@ -203,16 +203,27 @@ async def serve(config: ServerConfig) -> None:
                                                                 "UNAUTHENTICATED").inc())
         )
     credentials = _server_credentials(config)
+    health_servicer = health.aio.HealthServicer()
+    loop = asyncio.get_running_loop()
+
+    async def not_serving() -> None:
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def device_stopped(error: BaseException) -> None:
+        # Called on the device thread: probes and balancers must stop sending work here.
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(not_serving()))
+
     batcher = Batcher(
         device,
         max_delay_us=config.max_delay_us,
         max_batch_keypoints=config.max_batch_keypoints,
         max_queue=config.max_queue,
+        on_stopped=device_stopped,
     )
     encoders = ThreadPoolExecutor(max_workers=config.encode_threads, thread_name_prefix="encode")
     server = grpc.aio.server(options=_server_options(limits), interceptors=interceptors)
     add_to_server(HeatmapRendererService(batcher, encoders, limits, metrics), server)
-    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

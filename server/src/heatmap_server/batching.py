@@ -15,6 +15,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -151,6 +152,7 @@ class Batcher:
         max_batch_keypoints: most keypoints (B * N * K summed over jobs) in one device call.
         max_queue: jobs waiting at most; beyond, :meth:`render` raises :class:`QueueFull`.
         pool: the output buffer pool.
+        on_stopped: called (on the device thread) if that thread stops on an error.
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class Batcher:
         max_batch_keypoints: int = 32768,
         max_queue: int = 256,
         pool: BufferPool | None = None,
+        on_stopped: Callable[[BaseException], None] | None = None,
     ):
         if device.type == "cuda" and device.index is None:
             # Tensors report "cuda:N"; the device thread's set_device needs the index too.
@@ -170,6 +173,7 @@ class Batcher:
         self.max_batch_keypoints = max_batch_keypoints
         self.max_queue = max_queue
         self.pool = pool or BufferPool()
+        self._on_stopped = on_stopped
         self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self._pending: collections.deque[_Entry] = collections.deque()
         self._condition = threading.Condition()
@@ -245,6 +249,8 @@ class Batcher:
             failure = BatcherClosed(f"the device thread stopped: {error!r}")
             for entry in stranded:
                 entry.loop.call_soon_threadsafe(_deliver, entry.future, None, failure)
+            if self._on_stopped is not None:
+                self._on_stopped(error)
 
     def _serve(self) -> None:
         while (group := self._next_group()) is not None:
