@@ -90,19 +90,12 @@ class AsyncHeatmapClient(ChannelSettings):
         writer = asyncio.ensure_future(write())
         try:
             chunks: list[pb.RenderChunk] = []
-            expected = 0
             async for chunk in call:
                 chunks.append(chunk)
                 if not chunk.last:
                     continue
                 result = result_from_chunks(chunks, **pending.pop(0))
                 chunks = []
-                if result.request_id != expected:
-                    raise HeatmapError(
-                        grpc.StatusCode.DATA_LOSS,
-                        f"reply for request {result.request_id} arrived, expected {expected}",
-                    )
-                expected += 1
                 slots.release()
                 yield result
             await writer

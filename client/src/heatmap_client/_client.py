@@ -178,7 +178,6 @@ class HeatmapClient(ChannelSettings):
             outgoing(), timeout=timeout, metadata=metadata(self._token)
         )
         try:
-            expected = 0
             chunks: list[pb.RenderChunk] = []
             for chunk in call:
                 chunks.append(chunk)
@@ -188,12 +187,6 @@ class HeatmapClient(ChannelSettings):
                     result_options = pending.pop(0)
                 result = result_from_chunks(chunks, **result_options)
                 chunks = []
-                if result.request_id != expected:
-                    raise HeatmapError(
-                        grpc.StatusCode.DATA_LOSS,
-                        f"reply for request {result.request_id} arrived, expected {expected}",
-                    )
-                expected += 1
                 slots.release()
                 yield result
             if request_errors:
