@@ -579,7 +579,7 @@ def profile_client(sc: Scenario, client: HeatmapClient, args) -> dict:
     """Where a loader's CPU goes in ``render(out=)``: cProfile over many calls, plus each client
     step timed alone on captured reply chunks (request building, decode, weights)."""
     from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
-    from heatmap_client._codecs import CODECS
+    from heatmap_client._codecs import CODECS, payload_crc32
     from heatmap_client._messages import build_request, result_from_chunks
     from heatmap_client._tensors import array_from_tensor
 
@@ -642,9 +642,11 @@ def profile_client(sc: Scenario, client: HeatmapClient, args) -> dict:
     def grpc_single_threaded():
         list(single_stub.Render(request, timeout=60))
 
-    # - the same zstd frame without its XXH64 content checksum (TCP, HTTP/2 and TLS already check).
+    # - the same zstd frame with an XXH64 content checksum, as the payload carried before the
+    #   header's CRC-32 of the compressed bytes replaced it.
     codec.decode(pieces, [out])
-    no_checksum = zstandard.ZstdCompressor(level=3, write_content_size=True).compress(out)
+    with_checksum = zstandard.ZstdCompressor(
+        level=3, write_content_size=True, write_checksum=True).compress(out)
 
     def multiply_rebuild():  # a broadcast multiply instead of einsum, for comparison
         np.multiply(rows[:, 0, :, :, None], cols[:, 0, :, None, :], out=out)
@@ -658,7 +660,9 @@ def profile_client(sc: Scenario, client: HeatmapClient, args) -> dict:
         "result_from_chunks_total": cost(lambda: result_from_chunks(chunks, out=out)),
         "grpc_call_and_receive_no_decode": cost(grpc_only, calls),
         "grpc_call_and_receive_SingleThreadedUnaryStream": cost(grpc_single_threaded, calls),
-        "zstd_decode_frame_without_checksum": cost(lambda: codec.decode([no_checksum], [out])),
+        "zstd_decode_frame_with_xxh64_checksum": cost(
+            lambda: codec.decode([with_checksum], [out])),
+        "payload_crc32": cost(lambda: payload_crc32(pieces), 2000),
         "full_render_out": cost(lambda: client.render(sent[0], out=out, **kwargs), calls),
         "full_render_out_codec_none": cost(
             lambda: client.render(sent[0], out=out, codec="none", **kwargs), max(10, calls // 5)),

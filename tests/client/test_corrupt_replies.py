@@ -21,7 +21,7 @@ from heatmap_client import HeatmapError
 from heatmap_client._codecs import CODECS, rebuild_dense
 from heatmap_client._messages import build_request, result_from_chunks
 from heatmap_client._tensors import tensor_from_array
-from heatmap_server.service import _chunks, _encode_pieces
+from heatmap_server.service import _chunks, encode_payload
 
 CHUNK_BYTES = 256  # small, so that every reply spans several chunks
 BATCH, KEYPOINTS, HEIGHT, WIDTH = 2, 3, 24, 20
@@ -48,11 +48,12 @@ def reply(codec: str = "zstd", dtype: str = "float32", instances: int | None = N
     wire = CODECS[request.codec]
     stored = heatmaps.astype(np.float16) if dtype == "float16" else heatmaps
     arrays = [rows, cols] if wire.separable else [stored]
-    pieces = _encode_pieces(wire, arrays, CHUNK_BYTES)
+    pieces, crc32 = encode_payload(wire, arrays, CHUNK_BYTES)
     header = pb.TensorHeader(
         shape=[BATCH, KEYPOINTS, HEIGHT, WIDTH], dtype=request.dtype or pb.DTYPE_FLOAT32,
         codec=wire.proto, payload_bytes=sum(len(piece) for piece in pieces),
         decoded_bytes=sum(array.nbytes for array in arrays), instances=instances or 1,
+        payload_crc32=crc32,
     )
     chunks = list(_chunks(request.request_id, tensor_from_array(weights, "weights"), pieces, header,
                           pb.Timings(queue_us=1, render_us=2, encode_us=3, total_us=6)))
@@ -135,6 +136,16 @@ def _payload_bytes(chunks, change: int):
     return chunks
 
 
+def _clear_crc(chunks):
+    chunks[0].header.ClearField("payload_crc32")
+    return chunks
+
+
+def _wrong_crc(chunks):
+    chunks[0].header.payload_crc32 ^= 1
+    return chunks
+
+
 def _flip_middle(chunks):
     middle = chunks[len(chunks) // 2]
     data = bytearray(middle.data)
@@ -152,6 +163,8 @@ DAMAGE = {
     "truncated, sizes agreeing": _truncate_consistently,
     "padded, sizes agreeing": _extend_consistently,
     "flipped byte": _flip_middle,
+    "payload_crc32: missing": _clear_crc,
+    "payload_crc32: wrong": _wrong_crc,
     "payload_bytes + 1": lambda chunks: _payload_bytes(chunks, +1),
     "payload_bytes - 1": lambda chunks: _payload_bytes(chunks, -1),
     "shape: wider": _header(shape=[BATCH, KEYPOINTS, HEIGHT, WIDTH + 1]),
@@ -181,7 +194,7 @@ NEEDS_REQUEST = {"shape: permuted", "shape: transposed", "request_id", "codec: z
 
 
 def _applies(codec: str, damage: str) -> bool:
-    if damage == "flipped byte" and codec == "none":
+    if codec == "none" and (damage == "flipped byte" or damage.startswith("payload_crc32")):
         return False  # raw bytes carry no checksum: gRPC and TCP (or TLS) guard them in transit
     return damage != f"codec: {codec}"  # not a lie for this codec
 
@@ -242,7 +255,7 @@ def _payload_flip(chunks, position: int, mask: int):
 @given(which=st.sampled_from(sorted(REPLIES)), position=st.integers(0, 2**20),
        mask=st.integers(1, 255))
 def test_any_flipped_payload_byte_is_caught(which, position, mask):
-    # zstd frames carry a checksum: a flip anywhere is an error or, in padding, harmless.
+    # The payload's CRC-32 catches a flip anywhere before anything is decoded.
     request, chunks, heatmaps, _ = REPLIES[which]
     damaged = _payload_flip(_copy(chunks), position, mask)
     try:

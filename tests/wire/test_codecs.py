@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
 from heatmap.v1 import heatmap_pb2 as pb
-from heatmap_client._codecs import CODECS, CodecError, codec_by_name, rebuild_dense
+from heatmap_client._codecs import CODECS, CodecError, codec_by_name, payload_crc32, rebuild_dense
 from heatmap_client._dtypes import DTYPES, dequantize, dtype_by_name, quantize
 
 WIRE_DTYPES = ["float32", "float16", "bfloat16", "uint16", "uint8"]
@@ -82,12 +84,33 @@ def _zstd_payload() -> tuple[bytes, np.ndarray]:
     return codec_by_name("zstd").encode([stored]), stored
 
 
-def test_corrupt_zstd_payload_is_detected():
+def test_a_broken_zstd_frame_header_is_detected():
     payload, stored = _zstd_payload()
     broken = bytearray(payload)
-    broken[len(broken) // 2] ^= 0x5A
+    broken[0] ^= 0x5A  # the frame's magic number
     with pytest.raises(CodecError, match="payload"):
         codec_by_name("zstd").decode([bytes(broken)], [np.empty_like(stored)])
+
+
+@pytest.mark.parametrize("piece_size", [1 << 20, 1000, 7])
+def test_payload_crc32_is_zlibs_crc_of_the_whole_payload_however_it_is_cut(piece_size):
+    payload, _ = _zstd_payload()
+    assert payload_crc32(_pieces(payload, piece_size)) == zlib.crc32(payload)
+
+
+def test_every_single_bit_flip_changes_the_payload_crc32():
+    # The frames carry no checksum of their own; the header's CRC-32 is what catches damage.
+    payload, _ = _zstd_payload()
+    expected = payload_crc32([payload])
+    for position in range(len(payload)):
+        for bit in range(8):
+            broken = bytearray(payload)
+            broken[position] ^= 1 << bit
+            assert payload_crc32([bytes(broken)]) != expected, (position, bit)
+
+
+def test_only_the_compressed_codecs_are_checksummed():
+    assert {codec.name for codec in CODECS.values() if codec.checksummed} == {"zstd", "separable"}
 
 
 @pytest.mark.parametrize("codec", ["zstd", "none"])

@@ -15,7 +15,7 @@ import numpy as np
 
 from heatmap.v1 import heatmap_pb2 as pb
 
-from ._codecs import CODECS, CodecError, codec_by_name, rebuild_dense
+from ._codecs import CODECS, CodecError, codec_by_name, payload_crc32, rebuild_dense
 from ._dtypes import DTYPES, WireDType, dequantize, dtype_by_name, quantize
 from ._errors import HeatmapError
 from ._tensors import FLOAT32_LE, array_from_tensor, tensor_from_array
@@ -148,6 +148,12 @@ def _decode(
     wire: WireDType | None = DTYPES.get(header.dtype)
     if codec is None or wire is None or len(header.shape) != 4 or min(header.shape, default=0) < 0:
         raise CodecError("header: unknown codec or dtype, or a shape that is not (B, K, H, W)")
+    if codec.checksummed:
+        # Checked before decoding, so a damaged payload never reaches ``out``.
+        if not header.HasField("payload_crc32"):
+            raise CodecError(f"header: no payload_crc32 for a {codec.name} payload")
+        if payload_crc32(pieces) != header.payload_crc32:
+            raise CodecError("payload: CRC-32 mismatch, the bytes were damaged on the way")
     shape = tuple(int(side) for side in header.shape)
     result_dtype = wire.storage if keep_dtype else np.dtype(np.float32)
     if out is not None:

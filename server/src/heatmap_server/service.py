@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import grpc
 import torch
@@ -25,7 +26,7 @@ from grpc_status import rpc_status
 
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
-from heatmap_client._codecs import CODECS, Codec
+from heatmap_client._codecs import CODECS, Codec, payload_crc32
 from heatmap_client._dtypes import DTYPES
 from heatmap_client._tensors import array_from_tensor, tensor_from_array
 
@@ -212,15 +213,23 @@ def _proto_field_names(error: ValueError) -> ValueError:
     return error
 
 
-def _encode_pieces(codec: Codec, arrays: list, chunk_bytes: int) -> list[bytes]:
-    """The payload cut into chunk-sized pieces (on the encoder pool: compression and copies)."""
+class EncodedPayload(NamedTuple):
+    """A reply's payload cut into chunk-sized pieces, and its CRC-32 for checksummed codecs."""
+
+    pieces: list[bytes]
+    crc32: int | None
+
+
+def encode_payload(codec: Codec, arrays: list, chunk_bytes: int) -> EncodedPayload:
+    """Compresses (or copies) and cuts the payload; runs on the encoder pool."""
     payload = codec.encode(arrays)
+    crc32 = payload_crc32([payload]) if codec.checksummed else None
     if isinstance(payload, bytes) and len(payload) <= chunk_bytes:
-        return [payload]
+        return EncodedPayload([payload], crc32)
     view = memoryview(payload)
     # An empty payload (B or K = 0, codec none) still makes a chunk: it carries header and weights.
     starts = range(0, max(len(view), 1), chunk_bytes)
-    return [bytes(view[start : start + chunk_bytes]) for start in starts]
+    return EncodedPayload([bytes(view[start : start + chunk_bytes]) for start in starts], crc32)
 
 
 def _chunks(
@@ -307,8 +316,8 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            pieces = await loop.run_in_executor(
-                self._encoders, _encode_pieces, codec, rendered.arrays, self._limits.chunk_bytes
+            pieces, crc32 = await loop.run_in_executor(
+                self._encoders, encode_payload, codec, rendered.arrays, self._limits.chunk_bytes
             )
         finally:
             # The arrays may be views of a pooled buffer: it is reusable once encoded.
@@ -323,6 +332,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
             payload_bytes=payload_bytes,
             decoded_bytes=sum(array.nbytes for array in rendered.arrays),
             instances=rendered.instances,
+            payload_crc32=crc32,
         )
         timings = pb.Timings(
             queue_us=rendered.queue_us,

@@ -258,6 +258,7 @@ class TensorHeader(_message.Message):
     PAYLOAD_BYTES_FIELD_NUMBER: _builtins.int
     DECODED_BYTES_FIELD_NUMBER: _builtins.int
     INSTANCES_FIELD_NUMBER: _builtins.int
+    PAYLOAD_CRC32_FIELD_NUMBER: _builtins.int
     dtype: Global___DType.ValueType
     codec: Global___Codec.ValueType
     payload_bytes: _builtins.int
@@ -266,6 +267,12 @@ class TensorHeader(_message.Message):
     """Bytes once decoded: the dense tensor for ZSTD/NONE, the float32 profiles for SEPARABLE."""
     instances: _builtins.int
     """N, the instances per sample (1 for [B, K, 2] keypoints); SEPARABLE profiles have it."""
+    payload_crc32: _builtins.int
+    """CRC-32 (zlib's) of the whole payload, present for the compressed codecs (ZSTD, SEPARABLE) and
+    checked before anything is decoded. Their zstd frames carry no checksum of their own: the
+    payload is hundreds of times smaller than the tensor, so checking it costs microseconds where
+    the frame's checksum of the decoded bytes cost milliseconds. NONE's raw bytes have none.
+    """
     @_builtins.property
     def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """The decoded heatmaps' shape: [B, K, H, W]."""
@@ -279,12 +286,15 @@ class TensorHeader(_message.Message):
         payload_bytes: _builtins.int = ...,
         decoded_bytes: _builtins.int = ...,
         instances: _builtins.int = ...,
+        payload_crc32: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_payload_crc32", b"_payload_crc32", "payload_crc32", b"payload_crc32"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["codec", b"codec", "decoded_bytes", b"decoded_bytes", "dtype", b"dtype", "instances", b"instances", "payload_bytes", b"payload_bytes", "shape", b"shape"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_payload_crc32", b"_payload_crc32", "codec", b"codec", "decoded_bytes", b"decoded_bytes", "dtype", b"dtype", "instances", b"instances", "payload_bytes", b"payload_bytes", "payload_crc32", b"payload_crc32", "shape", b"shape"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__payload_crc32: _TypeAlias = _typing.Literal["payload_crc32"]  # noqa: Y015
+    _WhichOneofArgType__payload_crc32: _TypeAlias = _typing.Literal["_payload_crc32", b"_payload_crc32"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payload_crc32) -> _WhichOneofReturnType__payload_crc32 | None: ...
 
 Global___TensorHeader: _TypeAlias = TensorHeader  # noqa: Y015
 
