@@ -83,6 +83,7 @@ def test_max_batch_keypoints_splits_groups(device):
 
 def test_a_cancelled_caller_does_not_disturb_the_others(device):
     async def scenario(batcher: Batcher):
+        (await batcher.render(_job(2, seed=9))).release()  # so that the next ones expect company
         jobs = [_job(2, seed=i) for i in range(3)]
         tasks = await _submitted_together(batcher, jobs)
         await asyncio.sleep(0.01)  # all three are queued, waiting for the delay to pass
@@ -137,6 +138,35 @@ def test_a_full_queue_refuses_new_jobs(device):
     served = [outcome for outcome in outcomes if not isinstance(outcome, Exception)]
     assert len(refused) >= 3 and len(served) >= 2
     for result in served:
+        result.release()
+
+
+def test_a_request_after_a_quiet_spell_does_not_wait_for_company(device):
+    batcher = Batcher(device, max_delay_us=5_000_000)
+    try:
+        result = asyncio.run(batcher.render(_job(2)))
+    finally:
+        batcher.close()
+    assert result.coalesced_requests == 1
+    assert result.queue_us < 2_500_000  # far from the 5 s it would wait for company
+    result.release()
+
+
+def test_a_request_close_behind_another_waits_for_company(device):
+    async def scenario(batcher: Batcher):
+        (await batcher.render(_job(2, seed=0))).release()  # alone and at once: a quiet spell
+        waiting = asyncio.ensure_future(batcher.render(_job(2, seed=1)))  # close behind it
+        await asyncio.sleep(0.05)
+        joining = asyncio.ensure_future(batcher.render(_job(2, seed=2)))
+        return await asyncio.gather(waiting, joining)
+
+    batcher = Batcher(device, max_delay_us=400_000)
+    try:
+        results = asyncio.run(scenario(batcher))
+    finally:
+        batcher.close()
+    assert [result.coalesced_requests for result in results] == [2, 2]
+    for result in results:
         result.release()
 
 

@@ -2,7 +2,10 @@
 
 Requests with the same render parameters that arrive within ``max_delay_us`` of the oldest are
 rendered in one call (up to ``max_batch_keypoints`` keypoints), as Triton's dynamic batcher does
-with ``max_queue_delay_microseconds``. One thread runs every device call, so CUDA work is
+with ``max_queue_delay_microseconds``. A request only waits for company when company is likely:
+when the one before it arrived less than ``max_delay_us`` earlier. A lone loader calling one batch
+at a time would otherwise pay the whole delay on every call for nothing; under load the requests
+come closer together than the delay and wait as before. One thread runs every device call, so CUDA work is
 serialised without locks and the asyncio event loop never waits on rendering. Each caller gets
 host arrays that are slices of one pooled buffer; the buffer returns to the pool when the last
 caller has encoded its slice and released it.
@@ -108,6 +111,8 @@ class _Entry:
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # The request before it arrived within the delay: worth waiting for more.
+    expects_company: bool = False
 
 
 def _host(tensor: torch.Tensor) -> np.ndarray:
@@ -176,6 +181,7 @@ class Batcher:
         self._on_stopped = on_stopped
         self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self._pending: collections.deque[_Entry] = collections.deque()
+        self._last_arrival = -float("inf")
         self._condition = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="device", daemon=True)
@@ -199,6 +205,8 @@ class Batcher:
                 raise BatcherClosed("the batcher is closed")
             if len(self._pending) >= self.max_queue:
                 raise QueueFull(f"{len(self._pending)} requests already waiting")
+            entry.expects_company = job.arrived - self._last_arrival < self.max_delay_s
+            self._last_arrival = max(self._last_arrival, job.arrived)
             self._pending.append(entry)
             self._condition.notify()
         try:
@@ -221,7 +229,9 @@ class Batcher:
             group, keypoints = [first], first.job.keypoint_count
             if self.max_delay_s <= 0:
                 return group  # coalescing is off
-            deadline = first.job.arrived + self.max_delay_s
+            # Without company in sight, take what is already queued and go.
+            delay = self.max_delay_s if first.expects_company else 0.0
+            deadline = first.job.arrived + delay
             while True:
                 for entry in list(self._pending):
                     fits = keypoints + entry.job.keypoint_count <= self.max_batch_keypoints
