@@ -75,7 +75,6 @@ def test_a_stream_in_flight_completes_across_a_shutdown_signal(signum):
                     server.process.send_signal(signum)
                     signalled = time.monotonic()
                     assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
-                    watch.cancel()  # an open Watch is a call in flight: it would hold the grace
                 if received == 10:
                     # New calls are refused while the stream goes on.
                     with HeatmapClient(server.target, timeout=30) as late:
@@ -92,6 +91,23 @@ def test_a_stream_in_flight_completes_across_a_shutdown_signal(signum):
     assert exit_code == 0
     assert any("shutting down" in line for line in server.lines)
     assert server.lines[-1].endswith("stopped")
+
+
+def test_a_health_watch_ends_at_shutdown_instead_of_holding_the_grace_period():
+    with running_server("--grace-s", "60") as server, \
+            grpc.insecure_channel(server.target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=90)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        statuses = [response.status for response in watch]  # the stream ends by itself
+        exit_code = server.process.wait(50)
+        exit_s = time.monotonic() - signalled
+    print(f"\nSIGTERM with a Watch open: exit {exit_code} {exit_s:.2f} s after it (grace 60 s)")
+    assert statuses == [health_pb2.HealthCheckResponse.NOT_SERVING]
+    assert watch.code() == grpc.StatusCode.OK
+    assert exit_code == 0 and exit_s < 30  # an open Watch used to hold the whole grace period
 
 
 def test_calls_past_the_grace_period_are_cut_and_the_server_still_exits_0():

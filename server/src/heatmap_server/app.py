@@ -19,13 +19,14 @@ from typing import Any
 
 import grpc
 import torch
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from heatmap.v1 import heatmap_pb2 as pb
 
 from . import __version__
 from .auth import BearerTokenInterceptor, read_token
+from .health import HealthService
 from .metrics import Metrics
 from .service import HeatmapRendererService, ServiceLimits, add_to_server
 from .batching import Batcher
@@ -204,7 +205,7 @@ async def serve(config: ServerConfig) -> None:
                                                                 "UNAUTHENTICATED").inc())
         )
     credentials = _server_credentials(config)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthService()
     loop = asyncio.get_running_loop()
 
     async def not_serving() -> None:
