@@ -1,16 +1,16 @@
 """Benchmark: the heatmap service end to end, against rendering in the loader process.
 
 Starts the real server three times as subprocesses on loopback and measures, in one run, per
-scenario (A: the dynamic batcher on, default delay; B: ``--max-delay-us 0``, which still coalesces
-whatever is already queued when the device thread picks up a request; C: ``--max-delay-us 0
---max-batch-keypoints 1``, which really renders one request per device call, i.e. batcher off):
+scenario (A: the dynamic batcher on, default delay; B: ``--max-delay-us 0``, coalescing off;
+C: ``--max-delay-us 0 --max-batch-keypoints 1``, one request per device call whatever the flags
+do, i.e. batcher off):
 
   seed_loop        local: the classic per-keypoint function (bench/reference_loops.py)
   mmpose_loop      local: mmpose-style numpy loop (the "Done when" anchor)
   vectorised       local: heatmap_server.render.render_heatmaps(..., out=reused tensor)
   render           remote: HeatmapClient.render(..., out=reused array), one call at a time, server A
   render_fresh     remote: the same without out= (a fresh array per call)
-  render_nobatch   remote: as ``render`` but on server C (a lone client pays no coalescing delay)
+  render_nobatch   remote: as ``render`` but on server C (batcher off)
   render_many      remote: HeatmapClient.render_many(window=4) over one stream, server A
   8proc_batcher    8 client processes (spawn), each rendering with out= for a fixed time, server A
   8proc_nodelay    the same on server B (no delay, opportunistic coalescing)
@@ -38,19 +38,11 @@ Usage: .venv/bin/python bench/service.py [--json PATH] [--png PATH] [--quick] [-
 from __future__ import annotations
 
 import argparse
-import cProfile
 import datetime
-import io
-import multiprocessing as mp
 import os
 import platform
-import pstats
-import queue
 import random
-import re
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -59,7 +51,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from client_pool import ClientPool  # noqa: E402
+from client_profile import profile_client  # noqa: E402
 from heatmap_client import HeatmapClient  # noqa: E402  (light: no torch at import time)
+from local_server import Server  # noqa: E402
+from measuring import Run, render_kwargs, summarize, timed_calls, timed_stream  # noqa: E402
 from reference_loops import mmpose_loop, seed_loop  # noqa: E402
 from report import cpu_model, git_commit, grouped_bars, pyplot, write_json  # noqa: E402
 from scenarios import (  # noqa: E402
@@ -72,7 +68,7 @@ from scenarios import (  # noqa: E402
 )
 
 # torch and heatmap_server are imported lazily, in the parent only: the spawned client processes
-# import this module too and must stay as light as a loader's gRPC client.
+# import this module too (as __mp_main__) and must stay as light as a loader's gRPC client.
 
 TOLERANCE = 1e-6
 WALL_TARGET = 0.5  # remote render wall / mmpose loop wall, at TARGET_SCENARIOS
@@ -125,277 +121,6 @@ def scenario_inputs(sc: Scenario, seed: int, count: int) -> tuple[list[np.ndarra
             sent.append(points)
             pixels.append(points)
     return sent, pixels
-
-
-def render_kwargs(sc: Scenario) -> dict:
-    return {"size": sc.size, "sigma": sc.sigma, "method": sc.method, "coords": sc.coords}
-
-
-# --- measuring ------------------------------------------------------------------------------------
-
-
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of process ``pid`` in seconds (all its threads), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-class Run:
-    """Samples of one row accumulated over rounds."""
-
-    def __init__(self):
-        self.wall_ms: list[float] = []  # per batch
-        self.batches = 0
-        self.elapsed_s = 0.0
-        self.client_cpu_s = 0.0
-        self.server_cpu_s = 0.0
-        self.wire_bytes: list[int] = []
-        self.coalesced: list[int] = []
-        self.server_us: dict[str, list[int]] = {k: [] for k in ("queue", "render", "encode", "total")}
-
-    def add_result(self, result) -> None:
-        t = result.timings
-        self.wire_bytes.append(result.wire_bytes)
-        self.coalesced.append(t.coalesced_requests)
-        for key in self.server_us:
-            self.server_us[key].append(getattr(t, f"{key}_us"))
-
-
-def timed_calls(call, budget_s: float, min_calls: int, run: Run, server_pid: int | None) -> None:
-    """Calls ``call()`` one at a time for about ``budget_s`` (at least ``min_calls`` times)."""
-    s0 = proc_cpu_s(server_pid) if server_pid else 0.0
-    c0, t0 = time.process_time(), time.perf_counter()
-    n = 0
-    while True:
-        start = time.perf_counter()
-        call()
-        end = time.perf_counter()
-        run.wall_ms.append((end - start) * 1e3)
-        n += 1
-        if n >= min_calls and end - t0 >= budget_s:
-            break
-    run.elapsed_s += time.perf_counter() - t0
-    run.client_cpu_s += time.process_time() - c0
-    if server_pid:
-        run.server_cpu_s += proc_cpu_s(server_pid) - s0
-    run.batches += n
-
-
-def timed_stream(client: HeatmapClient, sc: Scenario, batches: list[np.ndarray], budget_s: float,
-                 run: Run, server_pid: int) -> None:
-    """``render_many`` over one stream for about ``budget_s``; per-batch time between results."""
-    kwargs = render_kwargs(sc)
-    ring = [np.empty(sc.shape, np.float32) for _ in range(2)]
-    deadline = [0.0]
-
-    def requests():
-        i = 0
-        while time.perf_counter() < deadline[0] or i < 2 * WINDOW:
-            yield {"keypoints": batches[i % len(batches)], "out": ring[i % 2], **kwargs}
-            i += 1
-
-    s0 = proc_cpu_s(server_pid)
-    c0, t0 = time.process_time(), time.perf_counter()
-    deadline[0] = t0 + budget_s
-    last, n = t0, 0
-    for result in client.render_many(requests(), window=WINDOW):
-        now = time.perf_counter()
-        run.wall_ms.append((now - last) * 1e3)
-        last = now
-        run.add_result(result)
-        n += 1
-    run.elapsed_s += time.perf_counter() - t0
-    run.client_cpu_s += time.process_time() - c0
-    run.server_cpu_s += proc_cpu_s(server_pid) - s0
-    run.batches += n
-
-
-def summarize(run: Run, sc: Scenario, request_bytes: int | None) -> dict:
-    wall = np.asarray(run.wall_ms)
-    out = {
-        "batches": run.batches,
-        "median_ms": float(np.median(wall)),
-        "p99_ms": float(np.percentile(wall, 99)),
-        "mean_ms": float(wall.mean()),
-        "samples_per_s": run.batches * sc.batch / run.elapsed_s,
-        "batches_per_s": run.batches / run.elapsed_s,
-        "client_cpu_ms_per_batch": run.client_cpu_s * 1e3 / run.batches,
-        "elapsed_s": run.elapsed_s,
-    }
-    if run.wire_bytes:
-        out.update(
-            reply_payload_bytes=float(np.mean(run.wire_bytes)),
-            request_bytes=request_bytes,
-            wire_bytes_per_batch=float(np.mean(run.wire_bytes)) + (request_bytes or 0),
-            mean_coalesced=float(np.mean(run.coalesced)),
-            server_cpu_ms_per_batch=run.server_cpu_s * 1e3 / run.batches,
-            server_median_us={k: float(np.median(v)) for k, v in run.server_us.items()},
-        )
-    return out
-
-
-# --- servers --------------------------------------------------------------------------------------
-
-_LISTENING = re.compile(r"listening on (\S+):(\d+)")
-
-
-class Server:
-    """``heatmap-server serve`` in a subprocess on loopback (as tests/live_server.py does)."""
-
-    def __init__(self, name: str, flags: list[str], timeout: float = 120.0):
-        self.name = name
-        self.command = [sys.executable, "-m", "heatmap_server", "serve", "--host", "127.0.0.1",
-                        "--port", "0", *flags]
-        self.process = subprocess.Popen(
-            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        self.lines: list[str] = []
-        found, port = threading.Event(), []
-
-        def drain():
-            try:
-                for line in self.process.stderr:
-                    self.lines.append(line.rstrip())
-                    match = _LISTENING.search(line)
-                    if match and not port:
-                        port.append(int(match.group(2)))
-                        found.set()
-            except (OSError, ValueError):
-                pass
-            found.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not found.wait(timeout) or not port:
-            self.stop()
-            raise RuntimeError(f"server {name} did not start:\n" + "\n".join(self.lines))
-        self.target = f"127.0.0.1:{port[0]}"
-        self.pid = self.process.pid
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
-# --- the 8 client processes -----------------------------------------------------------------------
-
-
-def _client_worker(index: int, tasks, results, barrier) -> None:
-    """A loader-like process: its own HeatmapClient per target, renders with out= until its time is
-    up. Runs in a spawned process; reports its samples to ``results``."""
-    clients: dict[str, HeatmapClient] = {}
-    while (task := tasks.get()) is not None:
-        try:
-            target = task["target"]
-            if target not in clients:
-                clients[target] = HeatmapClient(target, timeout=60)
-            client = clients[target]
-            batches = task["batches"]
-            kwargs = task["kwargs"]
-            out = np.empty(task["shape"], np.float32)
-            for i in range(3):  # warm up: the channel and the server's buffers
-                client.render(batches[i % len(batches)], out=out, **kwargs)
-        except Exception as error:  # noqa: BLE001 - reported to the parent
-            barrier.abort()
-            results.put({"index": index, "error": repr(error)})
-            continue
-        try:
-            barrier.wait(120)
-            wall, coalesced, wire, queue_us, render_us, encode_us, total_us = ([] for _ in range(7))
-            c0 = time.process_time()
-            start = time.monotonic()
-            deadline = start + task["duration_s"]
-            i = index
-            while True:
-                t0 = time.perf_counter()
-                result = client.render(batches[i % len(batches)], out=out, **kwargs)
-                wall.append((time.perf_counter() - t0) * 1e3)
-                t = result.timings
-                coalesced.append(t.coalesced_requests)
-                wire.append(result.wire_bytes)
-                queue_us.append(t.queue_us)
-                render_us.append(t.render_us)
-                encode_us.append(t.encode_us)
-                total_us.append(t.total_us)
-                i += 1
-                if time.monotonic() >= deadline:
-                    break
-            end = time.monotonic()
-            results.put({
-                "index": index, "start": start, "end": end, "cpu_s": time.process_time() - c0,
-                "wall_ms": wall, "coalesced": coalesced, "wire": wire,
-                "server_us": {"queue": queue_us, "render": render_us, "encode": encode_us,
-                              "total": total_us},
-            })
-        except Exception as error:  # noqa: BLE001
-            results.put({"index": index, "error": repr(error)})
-    for client in clients.values():
-        client.close()
-
-
-class ClientPool:
-    """``CLIENTS`` persistent spawned processes, started once for the whole run."""
-
-    def __init__(self, count: int):
-        ctx = mp.get_context("spawn")
-        self.count = count
-        self.barrier = ctx.Barrier(count + 1)
-        self.results = ctx.Queue()
-        self.tasks = [ctx.Queue() for _ in range(count)]
-        self.procs = [
-            ctx.Process(target=_client_worker, args=(i, self.tasks[i], self.results, self.barrier),
-                        daemon=True)
-            for i in range(count)
-        ]
-        for proc in self.procs:
-            proc.start()
-
-    def run(self, target: str, sc: Scenario, batches: list[np.ndarray], duration_s: float,
-            run: Run, server_pid: int) -> None:
-        self.barrier.reset()
-        for q in self.tasks:
-            q.put({"target": target, "batches": batches, "kwargs": render_kwargs(sc),
-                   "shape": sc.shape, "duration_s": duration_s})
-        try:
-            self.barrier.wait(180)  # the parent is a party too: released when all are warm
-        except threading.BrokenBarrierError:
-            pass  # a child failed; its error is in the results
-        s0 = proc_cpu_s(server_pid)
-        replies = []
-        for _ in range(self.count):
-            try:
-                replies.append(self.results.get(timeout=duration_s + 180))
-            except queue.Empty:
-                raise RuntimeError("client processes did not report in time") from None
-        server_cpu = proc_cpu_s(server_pid) - s0
-        errors = [r["error"] for r in replies if "error" in r]
-        if errors:
-            raise RuntimeError(f"client process failed: {errors[0]}")
-        run.server_cpu_s += server_cpu
-        run.elapsed_s += max(r["end"] for r in replies) - min(r["start"] for r in replies)
-        run.batches += sum(len(r["wall_ms"]) for r in replies)
-        run.client_cpu_s += sum(r["cpu_s"] for r in replies)  # / all batches = mean per batch
-        for r in replies:
-            run.wall_ms.extend(r["wall_ms"])
-            run.wire_bytes.extend(r["wire"])
-            run.coalesced.extend(r["coalesced"])
-            for key in run.server_us:
-                run.server_us[key].extend(r["server_us"][key])
-
-    def close(self) -> None:
-        for q in self.tasks:
-            q.put(None)
-        for proc in self.procs:
-            proc.join(30)
-            if proc.is_alive():
-                proc.terminate()
 
 
 # --- one scenario ---------------------------------------------------------------------------------
@@ -478,7 +203,7 @@ def run_scenario(sc: Scenario, args, servers: dict[str, Server], clients: dict[s
             call()
     for run in runs.values():
         run.__init__()
-    timed_stream(a, sc, sent, 0.05, Run(), pid_a)
+    timed_stream(a, sc, sent, 0.05, Run(), pid_a, WINDOW)
 
     order = list(rows) + ["render_many"]
     shuffler = random.Random(args.seed)
@@ -487,7 +212,7 @@ def run_scenario(sc: Scenario, args, servers: dict[str, Server], clients: dict[s
         shuffler.shuffle(order)
         for name in order:
             if name == "render_many":
-                timed_stream(a, sc, sent, budget, runs[name], pid_a)
+                timed_stream(a, sc, sent, budget, runs[name], pid_a, WINDOW)
             else:
                 call, pid = rows[name]
                 timed_calls(call, budget, args.min_calls, runs[name], pid)
@@ -570,122 +295,6 @@ def evaluate_targets(results: list[dict]) -> list[dict]:
                 "detail": f"{on['samples_per_s']:.0f} vs {off['samples_per_s']:.0f} samples/s",
             })
     return rows
-
-
-# --- profile of the client side of one remote render ---------------------------------------------
-
-
-def profile_client(sc: Scenario, client: HeatmapClient, args) -> dict:
-    """Where a loader's CPU goes in ``render(out=)``: cProfile over many calls, plus each client
-    step timed alone on captured reply chunks (request building, decode, weights)."""
-    from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
-    from heatmap_client._codecs import CODECS, payload_crc32
-    from heatmap_client._messages import build_request, result_from_chunks
-    from heatmap_client._tensors import array_from_tensor
-
-    sent, _ = scenario_inputs(sc, args.seed, count=8)
-    kwargs = render_kwargs(sc)
-    out = np.empty(sc.shape, np.float32)
-    calls = args.profile_calls
-    for i in range(5):
-        client.render(sent[i % 8], out=out, **kwargs)
-
-    profiler = cProfile.Profile()
-    c0, t0 = time.process_time(), time.perf_counter()
-    profiler.enable()
-    for i in range(calls):
-        client.render(sent[i % 8], out=out, **kwargs)
-    profiler.disable()
-    per_call_cpu = (time.process_time() - c0) * 1e3 / calls
-    per_call_wall = (time.perf_counter() - t0) * 1e3 / calls
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(14)
-    top = text.getvalue()
-
-    def cost(fn, n=200):
-        c, t = time.process_time(), time.perf_counter()
-        for _ in range(n):
-            fn()
-        return ((time.perf_counter() - t) * 1e3 / n, (time.process_time() - c) * 1e3 / n)
-
-    stub = pb_grpc.HeatmapRendererStub(client._open())
-    request = build_request(sent[0], **kwargs)
-    chunks = list(stub.Render(request, timeout=60))
-    header = chunks[0].header
-    pieces = [c.data for c in chunks]
-    codec = CODECS[header.codec]
-
-    def grpc_only():  # the RPC and chunk iteration, no decode
-        list(stub.Render(request, timeout=60))
-
-    from heatmap.v1 import heatmap_pb2 as pb
-    from heatmap_client._codecs import rebuild_dense
-
-    sep = list(stub.Render(build_request(sent[0], codec="separable", **kwargs), timeout=60))
-    rows = np.empty((sc.batch, 1, sc.keypoints, sc.height), np.float32)
-    cols = np.empty((sc.batch, 1, sc.keypoints, sc.width), np.float32)
-    CODECS[sep[0].header.codec].decode([c.data for c in sep], [rows, cols])
-
-    # Two candidate fixes, measured here so that the numbers travel with the run:
-    # - the sync unary-stream call without gRPC Python's per-call channel spin thread;
-    import grpc
-    import grpc.experimental
-    import zstandard
-
-    from heatmap_client._channel import channel_options
-
-    single = grpc.insecure_channel(client.target, options=[
-        *channel_options(), (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, True)])
-    single_stub = pb_grpc.HeatmapRendererStub(single)
-    list(single_stub.Render(request, timeout=60))
-
-    def grpc_single_threaded():
-        list(single_stub.Render(request, timeout=60))
-
-    # - the same zstd frame with an XXH64 content checksum, as the payload carried before the
-    #   header's CRC-32 of the compressed bytes replaced it.
-    codec.decode(pieces, [out])
-    with_checksum = zstandard.ZstdCompressor(
-        level=3, write_content_size=True, write_checksum=True).compress(out)
-
-    def multiply_rebuild():  # a broadcast multiply instead of einsum, for comparison
-        np.multiply(rows[:, 0, :, :, None], cols[:, 0, :, None, :], out=out)
-
-    steps = {
-        "unary_rpc_baseline_GetServerInfo": cost(
-            lambda: stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=60), calls),
-        "build_request": cost(lambda: build_request(sent[0], **kwargs), 2000),
-        "zstd_decode_into_out": cost(lambda: codec.decode(pieces, [out])),
-        "weights_array_from_tensor": cost(lambda: array_from_tensor(chunks[-1].weights, "w"), 2000),
-        "result_from_chunks_total": cost(lambda: result_from_chunks(chunks, out=out)),
-        "grpc_call_and_receive_no_decode": cost(grpc_only, calls),
-        "grpc_call_and_receive_SingleThreadedUnaryStream": cost(grpc_single_threaded, calls),
-        "zstd_decode_frame_with_xxh64_checksum": cost(
-            lambda: codec.decode([with_checksum], [out])),
-        "payload_crc32": cost(lambda: payload_crc32(pieces), 2000),
-        "full_render_out": cost(lambda: client.render(sent[0], out=out, **kwargs), calls),
-        "full_render_out_codec_none": cost(
-            lambda: client.render(sent[0], out=out, codec="none", **kwargs), max(10, calls // 5)),
-        "full_render_out_codec_separable": cost(
-            lambda: client.render(sent[0], out=out, codec="separable", **kwargs), calls),
-        "separable_rebuild_einsum": cost(lambda: rebuild_dense(rows, cols, out)),
-        "separable_rebuild_np_multiply": cost(multiply_rebuild),
-        "floor_out_fill_0": cost(lambda: out.fill(0)),
-    }
-    single.close()
-    decoded_mb = header.decoded_bytes / 1e6
-    return {
-        "scenario": sc.name,
-        "calls": calls,
-        "profiled_wall_ms_per_call": per_call_wall,
-        "profiled_cpu_ms_per_call": per_call_cpu,
-        "steps_wall_cpu_ms": steps,
-        "chunks_per_reply": len(chunks),
-        "payload_bytes": header.payload_bytes,
-        "decoded_mb": decoded_mb,
-        "zstd_decode_gb_per_s": decoded_mb / steps["zstd_decode_into_out"][0],  # MB/ms = GB/s
-        "cprofile_top_tottime": top,
-    }
 
 
 # --- reporting ------------------------------------------------------------------------------------
@@ -871,7 +480,9 @@ def main(argv=None) -> int:
             print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         if args.profile:
             for name in TARGET_SCENARIOS:
-                profiles.append(profile_client(SCENARIOS[name], clients["A"], args))
+                sent, _ = scenario_inputs(SCENARIOS[name], args.seed, count=8)
+                profiles.append(
+                    profile_client(SCENARIOS[name], clients["A"], sent, args.profile_calls))
     finally:
         for client in clients.values():
             client.close()
