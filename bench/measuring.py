@@ -40,7 +40,9 @@ class Run:
         self.server_cpu_s = 0.0
         self.wire_bytes: list[int] = []
         self.coalesced: list[int] = []
-        self.server_us: dict[str, list[int]] = {k: [] for k in ("queue", "render", "encode", "total")}
+        self.server_us: dict[str, list[int]] = {
+            key: [] for key in ("queue", "render", "encode", "total")
+        }
 
     def add_result(self, result) -> None:
         t = result.timings

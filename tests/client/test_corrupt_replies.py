@@ -13,6 +13,7 @@ import tracemalloc
 import grpc
 import numpy as np
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -228,6 +229,37 @@ def test_a_lying_header_with_out_never_writes_a_wrong_tensor():
     out = np.full((BATCH, KEYPOINTS, HEIGHT, WIDTH), 7.0, np.float32)
     _fails(_header(shape=[KEYPOINTS, BATCH, HEIGHT, WIDTH])(_copy(chunks)), request, out=out)
     assert (out == 7.0).all()
+
+
+# --- replies from servers before payload_crc32 -------------------------------------------------
+
+
+def _old_server_reply(codec: str):
+    """The reply as servers sent it before ``payload_crc32``: a self-checking zstd frame."""
+    request, chunks, heatmaps, _ = reply(codec)
+    arrays = list(_profiles(1)) if codec == "separable" else [heatmaps]
+    payload = zstandard.ZstdCompressor(level=3, write_content_size=True, write_checksum=True) \
+        .compress(b"".join(array.tobytes() for array in arrays))
+    chunks = _copy(chunks)
+    cuts = np.linspace(0, len(payload), len(chunks) + 1).astype(int)
+    for chunk, start, stop in zip(chunks, cuts[:-1], cuts[1:], strict=True):
+        chunk.data = payload[start:stop]
+    chunks[0].header.payload_bytes = len(payload)
+    chunks[0].header.ClearField("payload_crc32")
+    return request, chunks, heatmaps
+
+
+@pytest.mark.parametrize("codec", ["zstd", "separable"])
+def test_a_reply_whose_frame_checks_itself_needs_no_payload_crc32(codec):
+    request, chunks, heatmaps = _old_server_reply(codec)
+    result = result_from_chunks(iter(chunks), request=request)
+    np.testing.assert_array_equal(result.heatmaps, heatmaps)
+
+
+@pytest.mark.parametrize("codec", ["zstd", "separable"])
+def test_damage_to_a_self_checking_frame_is_data_loss(codec):
+    request, chunks, _ = _old_server_reply(codec)
+    _fails(_flip_middle(chunks), request)
 
 
 # --- random damage ------------------------------------------------------------------------------

@@ -33,11 +33,13 @@ __all__ = [
     "Codec",
     "CodecError",
     "codec_by_name",
+    "has_frame_checksum",
     "payload_crc32",
     "rebuild_dense",
 ]
 
 ZSTD_LEVEL = 3
+_FRAME_HEADER_MAX = 18  # bytes: magic number and the largest zstd frame header
 
 
 class CodecError(ValueError):
@@ -71,6 +73,20 @@ def payload_crc32(pieces: Iterable[bytes | memoryview]) -> int:
     for piece in pieces:
         crc = zlib.crc32(piece, crc)
     return crc
+
+
+def has_frame_checksum(pieces: Iterable[bytes | memoryview]) -> bool:
+    """Whether a zstd payload's frame carries its own content checksum, which zstd verifies while
+    decoding: replies from servers that predate ``payload_crc32`` have one."""
+    head = b""
+    for piece in pieces:
+        head += bytes(piece[: _FRAME_HEADER_MAX - len(head)])
+        if len(head) == _FRAME_HEADER_MAX:
+            break
+    try:
+        return bool(zstandard.get_frame_parameters(head).has_checksum)
+    except zstandard.ZstdError:
+        return False
 
 
 def _byte_view(array: np.ndarray) -> memoryview:

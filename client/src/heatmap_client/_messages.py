@@ -15,7 +15,14 @@ import numpy as np
 
 from heatmap.v1 import heatmap_pb2 as pb
 
-from ._codecs import CODECS, CodecError, codec_by_name, payload_crc32, rebuild_dense
+from ._codecs import (
+    CODECS,
+    CodecError,
+    codec_by_name,
+    has_frame_checksum,
+    payload_crc32,
+    rebuild_dense,
+)
 from ._dtypes import DTYPES, WireDType, dequantize, dtype_by_name, quantize
 from ._errors import HeatmapError
 from ._tensors import FLOAT32_LE, array_from_tensor, tensor_from_array
@@ -150,10 +157,13 @@ def _decode(
         raise CodecError("header: unknown codec or dtype, or a shape that is not (B, K, H, W)")
     if codec.checksummed:
         # Checked before decoding, so a damaged payload never reaches ``out``.
-        if not header.HasField("payload_crc32"):
-            raise CodecError(f"header: no payload_crc32 for a {codec.name} payload")
-        if payload_crc32(pieces) != header.payload_crc32:
-            raise CodecError("payload: CRC-32 mismatch, the bytes were damaged on the way")
+        if header.HasField("payload_crc32"):
+            if payload_crc32(pieces) != header.payload_crc32:
+                raise CodecError("payload: CRC-32 mismatch, the bytes were damaged on the way")
+        elif not has_frame_checksum(pieces):
+            raise CodecError(
+                f"header: no payload_crc32, and the {codec.name} frame has no checksum of its own"
+            )
     shape = tuple(int(side) for side in header.shape)
     result_dtype = wire.storage if keep_dtype else np.dtype(np.float32)
     if out is not None:

@@ -73,8 +73,8 @@ _HELP = {
     "port": "gRPC port (0 picks a free one and logs it)",
     "device": "auto (CUDA when present, else CPU), cpu, cuda or cuda:N",
     "encode_threads": "threads compressing replies (zstd releases the GIL)",
-    "max_delay_us": "how long a request may wait to be rendered with others, when the one before it "
-                    "came less than this earlier (0: no coalescing)",
+    "max_delay_us": "how long a request may wait to be rendered with others, when the one before "
+                    "it came less than this earlier (0: no coalescing)",
     "max_batch_keypoints": "most keypoints (B*N*K over requests) in one coalesced render",
     "max_queue": "requests waiting for the device at most (RESOURCE_EXHAUSTED beyond)",
     "torch_threads": "torch threads on CPU (0: the cores left beside the encode threads, at least 1)",

@@ -1,14 +1,15 @@
 """The dynamic batcher and the device thread that owns the device.
 
-Requests with the same render parameters that arrive within ``max_delay_us`` of the oldest are
-rendered in one call (up to ``max_batch_keypoints`` keypoints), as Triton's dynamic batcher does
-with ``max_queue_delay_microseconds``. A request only waits for company when company is likely:
-when the one before it arrived less than ``max_delay_us`` earlier. A lone loader calling one batch
-at a time would otherwise pay the whole delay on every call for nothing; under load the requests
-come closer together than the delay and wait as before. One thread runs every device call, so CUDA work is
-serialised without locks and the asyncio event loop never waits on rendering. Each caller gets
-host arrays that are slices of one pooled buffer; the buffer returns to the pool when the last
-caller has encoded its slice and released it.
+Requests with the same render parameters are rendered in one call (up to ``max_batch_keypoints``
+keypoints) when they arrive within ``max_delay_us`` of the oldest, as Triton's dynamic batcher
+does with ``max_queue_delay_microseconds``. The oldest only waits for company when company is
+likely: when the request before it arrived less than ``max_delay_us`` earlier. A lone loader
+calling one batch at a time would otherwise pay the whole delay on every call for nothing; under
+load the requests come closer together than the delay and wait as before.
+
+One thread runs every device call, so CUDA work is serialised without locks and the asyncio event
+loop never waits on rendering. Each caller gets host arrays that are slices of one pooled buffer;
+the buffer returns to the pool when the last caller has encoded its slice and released it.
 """
 
 from __future__ import annotations

@@ -272,6 +272,8 @@ class TensorHeader(_message.Message):
     checked before anything is decoded. Their zstd frames carry no checksum of their own: the
     payload is hundreds of times smaller than the tensor, so checking it costs microseconds where
     the frame's checksum of the decoded bytes cost milliseconds. NONE's raw bytes have none.
+    Clients should check it: nothing else guards the payload beyond the transport. (Servers
+    before this field wrote zstd's frame checksum instead; zstd verifies that one itself.)
     """
     @_builtins.property
     def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
