@@ -22,7 +22,8 @@ from heatmap_client import HeatmapError
 from heatmap_client._codecs import CODECS, rebuild_dense
 from heatmap_client._messages import build_request, result_from_chunks
 from heatmap_client._tensors import tensor_from_array
-from heatmap_server.service import _chunks, encode_payload
+from heatmap_server.encoding import encode_payload
+from heatmap_server.service import _chunks
 
 CHUNK_BYTES = 256  # small, so that every reply spans several chunks
 BATCH, KEYPOINTS, HEIGHT, WIDTH = 2, 3, 24, 20

@@ -36,6 +36,17 @@ def test_dense_round_trip(codec, dtype, piece_size):
     np.testing.assert_array_equal(decoded, stored)
 
 
+@pytest.mark.parametrize("piece_size", [1 << 20, 1000, 7])
+def test_zstd_decodes_concatenated_frames(piece_size):
+    stored = _heatmaps((4, 5, 20, 16))
+    flat = stored.reshape(-1)
+    zstd = codec_by_name("zstd")
+    payload = b"".join(zstd.encode([part]) for part in np.array_split(flat, 3))
+    decoded = np.empty_like(stored)
+    zstd.decode(_pieces(payload, piece_size), [decoded])
+    np.testing.assert_array_equal(decoded, stored)
+
+
 @pytest.mark.parametrize("instances", [0, 1, 3])
 def test_separable_round_trip_rebuilds_the_max_over_instances(instances):
     rng = np.random.default_rng(instances)

@@ -3,7 +3,8 @@
 A codec packs a sequence of little-endian arrays into one payload and unpacks it into
 preallocated arrays of the same shapes, so the receiver never allocates a second copy:
 
-- ``zstd``: one zstd frame (level 3, content size in the frame) of the arrays' bytes.
+- ``zstd``: zstd (level 3, content size in each frame) of the arrays' bytes: one frame, or for
+  a large tensor several concatenated frames that the server compressed in parallel.
 - ``none``: the arrays' bytes as they are.
 - ``separable``: ``zstd`` packing of the two float32 profile arrays ``rows (B, N, K, H)`` and
   ``cols (B, N, K, W)`` instead of the dense tensor; :func:`rebuild_dense` multiplies them out.
@@ -146,7 +147,7 @@ class _PieceReader:
 
 
 def _decode_zstd(pieces: Iterable[bytes], outs: Sequence[np.ndarray]) -> None:
-    reader = _decompressor().stream_reader(_PieceReader(pieces), read_across_frames=False)
+    reader = _decompressor().stream_reader(_PieceReader(pieces), read_across_frames=True)
     try:
         for out in outs:
             view = _byte_view(out)

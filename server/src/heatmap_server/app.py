@@ -225,7 +225,10 @@ async def serve(config: ServerConfig) -> None:
     )
     encoders = ThreadPoolExecutor(max_workers=config.encode_threads, thread_name_prefix="encode")
     server = grpc.aio.server(options=_server_options(limits), interceptors=interceptors)
-    add_to_server(HeatmapRendererService(batcher, encoders, limits, metrics), server)
+    service = HeatmapRendererService(
+        batcher, encoders, limits, metrics, encode_workers=config.encode_threads
+    )
+    add_to_server(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

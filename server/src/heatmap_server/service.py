@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import grpc
 import torch
@@ -26,11 +25,12 @@ from grpc_status import rpc_status
 
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
-from heatmap_client._codecs import CODECS, Codec, payload_crc32
+from heatmap_client._codecs import CODECS, Codec
 from heatmap_client._dtypes import DTYPES
 from heatmap_client._tensors import array_from_tensor, tensor_from_array
 
 from . import __version__
+from .encoding import encode_reply
 from .metrics import Metrics
 from .render import check_render_args
 from .batching import Batcher, BatcherClosed, QueueFull, RenderJob, render_dtype
@@ -213,25 +213,6 @@ def _proto_field_names(error: ValueError) -> ValueError:
     return error
 
 
-class EncodedPayload(NamedTuple):
-    """A reply's payload cut into chunk-sized pieces, and its CRC-32 for checksummed codecs."""
-
-    pieces: list[bytes]
-    crc32: int | None
-
-
-def encode_payload(codec: Codec, arrays: list, chunk_bytes: int) -> EncodedPayload:
-    """Compresses (or copies) and cuts the payload; runs on the encoder pool."""
-    payload = codec.encode(arrays)
-    crc32 = payload_crc32([payload]) if codec.checksummed else None
-    if isinstance(payload, bytes) and len(payload) <= chunk_bytes:
-        return EncodedPayload([payload], crc32)
-    view = memoryview(payload)
-    # An empty payload (B or K = 0, codec none) still makes a chunk: it carries header and weights.
-    starts = range(0, max(len(view), 1), chunk_bytes)
-    return EncodedPayload([bytes(view[start : start + chunk_bytes]) for start in starts], crc32)
-
-
 def _chunks(
     request_id: int,
     weights: pb.Tensor,
@@ -260,10 +241,16 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
     """``heatmap.v1.HeatmapRenderer`` on the dynamic batcher and an encoder thread pool."""
 
     def __init__(
-        self, batcher: Batcher, encoders: Executor, limits: ServiceLimits, metrics: Metrics
+        self,
+        batcher: Batcher,
+        encoders: Executor,
+        limits: ServiceLimits,
+        metrics: Metrics,
+        encode_workers: int = 1,
     ):
         self._batcher = batcher
         self._encoders = encoders
+        self._encode_workers = encode_workers  # the threads behind ``encoders``
         self._limits = limits
         self._metrics = metrics
 
@@ -314,10 +301,10 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         finally:
             metrics.queue_depth.dec()
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
         try:
-            pieces, crc32 = await loop.run_in_executor(
-                self._encoders, encode_payload, codec, rendered.arrays, self._limits.chunk_bytes
+            pieces, crc32 = await encode_reply(
+                codec, rendered.arrays, self._limits.chunk_bytes, self._encoders,
+                self._encode_workers,
             )
         finally:
             # The arrays may be views of a pooled buffer: it is reusable once encoded.

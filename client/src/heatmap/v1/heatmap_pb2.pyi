@@ -125,7 +125,10 @@ class _CodecEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Codec.ValueType
     DESCRIPTOR: _descriptor.EnumDescriptor
     CODEC_UNSPECIFIED: _Codec.ValueType  # 0
     CODEC_ZSTD: _Codec.ValueType  # 1
-    """One zstd frame of the raw tensor bytes (little-endian, C order, in `dtype`)."""
+    """zstd of the raw tensor bytes (little-endian, C order, in `dtype`): one frame, or for a large
+    tensor several concatenated frames compressed in parallel. Decode across frames (e.g.
+    python-zstandard's stream_reader(..., read_across_frames=True)).
+    """
     CODEC_NONE: _Codec.ValueType  # 2
     """The raw tensor bytes, for clients without zstd."""
     CODEC_SEPARABLE: _Codec.ValueType  # 3
@@ -140,7 +143,10 @@ class Codec(_Codec, metaclass=_CodecEnumTypeWrapper):
 
 CODEC_UNSPECIFIED: Codec.ValueType  # 0
 CODEC_ZSTD: Codec.ValueType  # 1
-"""One zstd frame of the raw tensor bytes (little-endian, C order, in `dtype`)."""
+"""zstd of the raw tensor bytes (little-endian, C order, in `dtype`): one frame, or for a large
+tensor several concatenated frames compressed in parallel. Decode across frames (e.g.
+python-zstandard's stream_reader(..., read_across_frames=True)).
+"""
 CODEC_NONE: Codec.ValueType  # 2
 """The raw tensor bytes, for clients without zstd."""
 CODEC_SEPARABLE: Codec.ValueType  # 3
