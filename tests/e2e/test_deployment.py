@@ -188,7 +188,8 @@ def test_compose_wires_server_loader_replicas_and_gpu():
     assert gpu["profiles"] == ["gpu"] and gpu_loader["profiles"] == ["gpu"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    assert gpu["environment"] == {**server["environment"], "HEATMAP_DEVICE": "cuda"}
+    assert gpu["environment"] == {**server["environment"], "HEATMAP_DEVICE": "cuda",
+                                  "HEATMAP_ENCODE_THREADS": "4"}
     assert gpu["healthcheck"] == server["healthcheck"] and gpu["ports"] == server["ports"]
     assert set(gpu["build"]["args"]) <= set(_arg_defaults()), "build args the Dockerfile lacks"
     assert gpu["image"] != server["image"] and gpu_loader["image"] == gpu["image"]

@@ -72,7 +72,8 @@ _HELP = {
     "host": "address to listen on",
     "port": "gRPC port (0 picks a free one and logs it)",
     "device": "auto (CUDA when present, else CPU), cpu, cuda or cuda:N",
-    "encode_threads": "threads compressing replies (zstd releases the GIL)",
+    "encode_threads": "threads compressing replies (zstd releases the GIL); a reply over 2 MiB "
+                      "is compressed in slabs across them",
     "max_delay_us": "how long a request may wait to be rendered with others, when the one before "
                     "it came less than this earlier (0: no coalescing)",
     "max_batch_keypoints": "most keypoints (B*N*K over requests) in one coalesced render",
