@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from heatmap_client.keypoint_files import read_coco, read_pts
 from heatmap_server.app import parse_config
 from heatmap_server.render import render_heatmaps
+from probes import free_port
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 BIN = Path(sys.executable).parent
@@ -25,9 +25,7 @@ def _client(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 
 def _dead_target() -> str:
-    with socket.socket() as probe:  # a port nobody listens on once closed
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"  # a port nobody listens on once closed
 
 
 def test_health_tells_a_live_server_from_a_dead_one(live_server):

@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from heatmap_server.app import ServerConfig, parse_config
 from live_server import LiveServer
+from probes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -197,12 +197,6 @@ def test_compose_wires_server_loader_replicas_and_gpu():
     assert f"dns:///server-gpu:{config.port}" in gpu_loader["command"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _start(argv: list[str], env: dict[str, str], port: int, timeout: float = 60) -> LiveServer:
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, env=env)
@@ -274,7 +268,7 @@ def test_compose_server_and_its_healthcheck_run_on_the_host():
     argv = [*(server.get("entrypoint") or _one(final, "ENTRYPOINT").value),
             *(server.get("command") or _one(final, "CMD").value)]
     assert (BIN / argv[0]).is_file(), f"{argv[0]} is not a console script of the packages"
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     settings = {name: value for name, value in _image_env().items() if name.startswith("HEATMAP_")}
     settings.update({name: _interpolate(str(value)) for name, value in server["environment"].items()})
     # What differs on the host: loopback only, and free ports instead of the container's own.

@@ -7,50 +7,22 @@ through the other.
 
 from __future__ import annotations
 
-import re
 import signal
-import socket
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 from live_server import running_server
+from probes import free_port, scrape, wait_for
 
 from heatmap_client import HeatmapClient, HeatmapError
 
-_SAMPLE = re.compile(r"^heatmap_requests_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
 KEYPOINTS = np.random.default_rng(0).uniform(0, 48, size=(4, 17, 2)).astype(np.float32)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _renders(metrics_port: int) -> float:
     """``heatmap_requests_total{rpc="Render",code="OK"}`` scraped from the server's /metrics."""
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        text = reply.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match and dict(_LABEL.findall(match["labels"])) == {"rpc": "Render", "code": "OK"}:
-            total += float(match["value"])
-    return total
-
-
-def _wait_for(condition, timeout: float = 5.0) -> bool:
-    """Counters move when a call finishes on the server, a moment after the client has its reply."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return scrape(metrics_port).value("heatmap_requests_total", rpc="Render", code="OK")
 
 
 def _render(client: HeatmapClient) -> None:
@@ -60,7 +32,7 @@ def _render(client: HeatmapClient) -> None:
 
 @pytest.mark.timeout(120)
 def test_round_robin_over_two_replicas_survives_kill_9():
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     with running_server("--metrics-port", str(ports[0])) as first, \
             running_server("--metrics-port", str(ports[1])) as second:
         target = f"ipv4:{first.target},{second.target}"
@@ -70,7 +42,7 @@ def test_round_robin_over_two_replicas_survives_kill_9():
                 _render(client)
                 if _renders(ports[0]) > 0 and _renders(ports[1]) > 0:
                     break
-            assert _wait_for(lambda: _renders(ports[0]) > 0 and _renders(ports[1]) > 0), (
+            assert wait_for(lambda: _renders(ports[0]) > 0 and _renders(ports[1]) > 0), (
                 f"one replica got nothing: {_renders(ports[0])} and {_renders(ports[1])} renders"
             )
 
@@ -79,7 +51,7 @@ def test_round_robin_over_two_replicas_survives_kill_9():
             before = _renders(ports[1])
             for _ in range(20):  # each must succeed: UNAVAILABLE is retried on the survivor
                 _render(client)
-            assert _wait_for(lambda: _renders(ports[1]) >= before + 20), (
+            assert wait_for(lambda: _renders(ports[1]) >= before + 20), (
                 f"the survivor served {_renders(ports[1]) - before} of 20 renders"
             )
 
@@ -93,7 +65,7 @@ def test_dns_target(live_server):
 def test_retries_are_bounded_when_no_replica_answers():
     # Nothing listens there: the retry policy's attempts and backoff run out well before the
     # deadline, and the call fails UNAVAILABLE rather than waiting for it.
-    with HeatmapClient(f"ipv4:127.0.0.1:{_free_port()}", timeout=20) as client:
+    with HeatmapClient(f"ipv4:127.0.0.1:{free_port()}", timeout=20) as client:
         start = time.monotonic()
         with pytest.raises(HeatmapError) as error:
             _render(client)
