@@ -67,6 +67,19 @@ def _copy(chunks: list[pb.RenderChunk]) -> list[pb.RenderChunk]:
     return [pb.RenderChunk.FromString(chunk.SerializeToString()) for chunk in chunks]
 
 
+def _lost_or_exact(chunks, heatmaps, request=None, weights=None) -> None:
+    """Decoding damaged ``chunks`` fails with DATA_LOSS or (damage that changed nothing) gives
+    exactly the true result; never anything else."""
+    try:
+        result = result_from_chunks(iter(chunks), request=request)
+    except HeatmapError as error:
+        assert error.code == grpc.StatusCode.DATA_LOSS
+    else:
+        np.testing.assert_array_equal(result.heatmaps, heatmaps)
+        if weights is not None:
+            np.testing.assert_array_equal(result.weights, weights)
+
+
 def _fails(chunks, request=None, **options) -> HeatmapError:
     with pytest.raises(HeatmapError) as caught:
         result_from_chunks(iter(chunks), request=request, **options)
@@ -210,12 +223,7 @@ def test_damage_is_data_loss(codec, damage):
     damaged = DAMAGE[damage](_copy(chunks))
     _fails(damaged, request)
     if damage not in NEEDS_REQUEST:
-        try:  # without the request too: an error, or (never) anything but the true tensor
-            result = result_from_chunks(iter(damaged))
-        except HeatmapError as error:
-            assert error.code == grpc.StatusCode.DATA_LOSS
-        else:
-            np.testing.assert_array_equal(result.heatmaps, heatmaps)
+        _lost_or_exact(damaged, heatmaps)  # without the request too
 
 
 def test_chunks_after_the_last_are_left_unread():
@@ -290,13 +298,7 @@ def _payload_flip(chunks, position: int, mask: int):
 def test_any_flipped_payload_byte_is_caught(which, position, mask):
     # The payload's CRC-32 catches a flip anywhere before anything is decoded.
     request, chunks, heatmaps, _ = REPLIES[which]
-    damaged = _payload_flip(_copy(chunks), position, mask)
-    try:
-        result = result_from_chunks(iter(damaged), request=request)
-    except HeatmapError as error:
-        assert error.code == grpc.StatusCode.DATA_LOSS
-    else:
-        np.testing.assert_array_equal(result.heatmaps, heatmaps)
+    _lost_or_exact(_payload_flip(_copy(chunks), position, mask), heatmaps, request)
 
 
 @FUZZ
@@ -318,13 +320,7 @@ def test_random_damage_to_the_stream_is_caught(which, data):
         damaged[index].data, damaged[other].data = damaged[other].data, damaged[index].data
     else:
         damaged[index].data = data.draw(st.binary(min_size=1, max_size=300))
-    try:
-        result = result_from_chunks(iter(damaged), request=request)
-    except HeatmapError as error:
-        assert error.code == grpc.StatusCode.DATA_LOSS
-    else:
-        np.testing.assert_array_equal(result.heatmaps, heatmaps)
-        np.testing.assert_array_equal(result.weights, weights)
+    _lost_or_exact(damaged, heatmaps, request, weights)
 
 
 # --- memory -------------------------------------------------------------------------------------
