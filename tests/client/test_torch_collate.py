@@ -43,10 +43,11 @@ def _local(keypoints, visibility=None, **options):
     return result.heatmaps.numpy(), result.weights.numpy()
 
 
-def test_module_imports_the_real_torch():
-    # heatmap_client/torch.py shares torch's name; absolute imports keep the two apart.
-    assert heatmap_torch.torch is torch
-    assert heatmap_torch.__all__ == ["HeatmapCollate"]
+def test_package_imports_the_real_torch_and_exports_its_helpers():
+    # heatmap_client.torch shares torch's name; absolute imports keep the two apart.
+    assert heatmap_torch.collate.torch is torch
+    assert heatmap_torch.__all__ == sorted(heatmap_torch.__all__)
+    assert heatmap_torch.__all__ == ["HeatmapCollate", "SeparableHeatmaps", "expand_profiles"]
 
 
 def test_dict_samples_collate_as_default_and_get_heatmaps(client):

@@ -1,0 +1,143 @@
+"""``SeparableHeatmaps``: profiles in the batch, dense on ``.to(device)``, pinned and pickled as
+profiles only."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from multiprocessing.reduction import ForkingPickler
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.multiprocessing  # noqa: E402,F401  (registers tensor reductions in ForkingPickler)
+from torch.utils.data._utils.pin_memory import pin_memory as loader_pin_memory  # noqa: E402
+
+from heatmap_client.torch import SeparableHeatmaps  # noqa: E402
+from heatmap_server.render import render_heatmaps, render_profiles  # noqa: E402
+
+SIZE = (32, 24)
+K = 5
+# What pickling adds to the profiles' bytes: class and tensor metadata.
+HEADER_BYTES = 2048
+
+
+def _case(instances: int | None = 2):
+    rng = np.random.default_rng(1)
+    shape = (4, K) if instances is None else (4, instances, K)
+    return dict(keypoints=rng.uniform(-3, 30, size=(*shape, 2)).astype(np.float32), size=SIZE,
+                sigma=2.0, method="dark",
+                visibility=(rng.random(shape) > 0.3).astype(np.float32))
+
+
+@pytest.fixture
+def heatmaps():
+    profiles = render_profiles(**_case())
+    return SeparableHeatmaps(profiles.rows, profiles.cols)
+
+
+def _dense(dtype=torch.float32):
+    return render_heatmaps(**_case(), dtype=dtype).heatmaps
+
+
+def test_describes_the_dense_tensor_and_holds_only_profiles(heatmaps):
+    assert heatmaps.shape == (4, K, *SIZE) and len(heatmaps) == 4 and heatmaps.instances == 2
+    assert heatmaps.nbytes == 4 * 2 * K * (SIZE[0] + SIZE[1]) * 4
+    # The renderer's profiles are views of one (.., 2, max(H, W)) block: each gets its own.
+    assert heatmaps.rows.untyped_storage().nbytes() + heatmaps.cols.untyped_storage().nbytes() \
+        == heatmaps.nbytes
+    assert "shape=(4, 5, 32, 24)" in repr(heatmaps)
+
+
+def test_to_returns_the_dense_tensor_on_the_device(heatmaps, device):
+    dense = heatmaps.to(device)
+    assert isinstance(dense, torch.Tensor) and dense.device == device
+    assert torch.equal(dense.cpu(), _dense())
+    assert torch.equal(heatmaps.dense(), _dense())
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda h, d: h.to(d, non_blocking=True),
+        lambda h, d: h.to(device=d, dtype=torch.float16),
+        lambda h, d: h.to(d, torch.bfloat16),
+        lambda h, d: h.to(torch.zeros((), dtype=torch.float16, device=d)),
+        lambda h, d: h.to(str(d), copy=True),
+    ],
+    ids=["non_blocking", "keywords", "device_and_dtype", "like_a_tensor", "a_name"],
+)
+def test_to_takes_tensor_to_forms(heatmaps, device, call):
+    dense = call(heatmaps, device)
+    assert dense.device == device
+    assert torch.equal(dense.cpu(), _dense(dense.dtype))
+
+
+def test_to_a_dtype_alone_stays_where_the_profiles_are(heatmaps):
+    dense = heatmaps.to(torch.float16)
+    assert dense.device == heatmaps.device and torch.equal(dense, _dense(torch.float16))
+
+
+def test_dtype_sets_what_to_and_dense_make(device):
+    profiles = render_profiles(**_case())
+    heatmaps = SeparableHeatmaps(profiles.rows, profiles.cols, dtype="bfloat16")
+    assert torch.equal(heatmaps.to(device).cpu(), _dense(torch.bfloat16))
+    assert heatmaps.to(device, dtype=torch.float32).dtype == torch.float32
+
+
+def test_to_refuses_what_it_cannot_honour(heatmaps):
+    with pytest.raises(TypeError, match="layout"):
+        heatmaps.to("cpu", layout=torch.sparse_coo)
+    with pytest.raises(ValueError, match="memory_format"):
+        heatmaps.to("cpu", memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="dtype"):
+        heatmaps.to(torch.int32)
+
+
+@pytest.mark.parametrize("instances", [None, 3])
+def test_pickles_as_its_profiles(instances):
+    profiles = render_profiles(**_case(instances))
+    heatmaps = SeparableHeatmaps(profiles.rows, profiles.cols, dtype=torch.float16)
+    payload = pickle.dumps(heatmaps)
+    assert len(payload) <= heatmaps.nbytes + HEADER_BYTES
+    copy = pickle.loads(payload)
+    assert copy.dtype == torch.float16 and torch.equal(copy.rows, heatmaps.rows)
+    assert torch.equal(copy.dense(), heatmaps.dense())
+
+
+def test_passes_between_processes_through_shared_memory(heatmaps):
+    # What a DataLoader worker does with a batch: torch's pickler moves tensor storages into
+    # shared memory, so the message itself is a few hundred bytes.
+    buffer = io.BytesIO()
+    ForkingPickler(buffer, pickle.HIGHEST_PROTOCOL).dump(heatmaps)
+    assert len(buffer.getvalue()) <= HEADER_BYTES
+    copy = pickle.loads(buffer.getvalue())
+    assert torch.equal(copy.dense(), _dense())
+
+
+def test_a_loader_batch_pins_through_pin_memory(heatmaps, device):
+    if device.type != "cuda":
+        pytest.skip("pinned memory needs a CUDA device (--device cuda)")
+    batch = loader_pin_memory({"heatmaps": heatmaps, "index": torch.arange(4)})
+    pinned = batch["heatmaps"]
+    assert isinstance(pinned, SeparableHeatmaps) and pinned.is_pinned()
+    assert pinned.nbytes == heatmaps.nbytes
+    dense = pinned.to(device, non_blocking=True)
+    torch.cuda.synchronize(device)
+    assert torch.equal(dense.cpu(), _dense())
+
+
+def test_profiles_to_keeps_them_separable(heatmaps, device):
+    moved = heatmaps.profiles_to(device)
+    assert isinstance(moved, SeparableHeatmaps) and moved.device == device
+    assert torch.equal(moved.dense().cpu(), _dense())
+
+
+def test_refuses_profiles_that_do_not_match():
+    rows = torch.zeros((2, 1, K, 8))
+    with pytest.raises(ValueError, match="cols"):
+        SeparableHeatmaps(rows, torch.zeros((2, 2, K, 8)))
+    with pytest.raises(ValueError, match="rows: expected float32"):
+        SeparableHeatmaps(rows.double(), torch.zeros((2, 1, K, 8)))
