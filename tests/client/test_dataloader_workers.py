@@ -2,12 +2,14 @@
 
 The client is made and used in the parent first, so the forked workers inherit an open channel
 and gRPC's threads: each must open its own channel and none may hang (DataLoader ``timeout`` and a
-pytest timeout bound every test).
+pytest timeout bound every test). With ``output="separable"`` the batches cross from the workers
+as profiles and become dense on ``.to(device)``, bit for bit the local renderer's.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +22,7 @@ torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from heatmap_client import HeatmapClient  # noqa: E402
-from heatmap_client.torch import HeatmapCollate  # noqa: E402
+from heatmap_client.torch import HeatmapCollate, SeparableHeatmaps  # noqa: E402
 from heatmap_server.render import render_heatmaps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,3 +134,84 @@ def test_example_loader_runs(live_server, mode):
     )
     assert out.returncode == 0, out.stderr
     assert "samples/s" in out.stdout
+
+
+# Every (method, instances, visibility) case is one batch of the separable loader.
+SEPARABLE_CASES = [(method, instances, visible) for method in ("msra", "udp", "dark")
+                   for instances in (None, 3) for visible in (False, True)]
+PER_CASE = 6
+# What pickling a SeparableHeatmaps adds to its profiles' bytes: class and tensor metadata.
+HEADER_BYTES = 2048
+
+
+class CasePoses(Dataset):
+    """``PER_CASE`` samples per case, with (N, K, 2) keypoints for instances and a visibility only
+    for the cases that have one (a missing key is no visibility)."""
+
+    def __len__(self) -> int:
+        return len(SEPARABLE_CASES) * PER_CASE
+
+    def __getitem__(self, index: int) -> dict:
+        case, _ = divmod(index, PER_CASE)
+        _, instances, visible = SEPARABLE_CASES[case]
+        rng = np.random.default_rng(index)
+        shape = (17,) if instances is None else (instances, 17)
+        sample = {"keypoints": rng.uniform(-10, 200, size=(*shape, 2)).astype(np.float32),
+                  "case": case, "index": index, "pid": os.getpid()}
+        if visible:
+            sample["visibility"] = (rng.random(shape) > 0.2).astype(np.float32)
+        return sample
+
+
+class CollateByCase:
+    """One separable ``HeatmapCollate`` per case; a batch holds one case's samples."""
+
+    def __init__(self, source):
+        self.collates = [
+            HeatmapCollate(source, size=SIZE, sigma=2.0, method=method, coords="pixel",
+                           input_size=INPUT_SIZE, output="separable")
+            for method, _, _ in SEPARABLE_CASES
+        ]
+
+    def __call__(self, samples: list[dict]) -> dict:
+        return self.collates[samples[0]["case"]](samples)
+
+
+def _check_separable(batch: dict, device) -> None:
+    method, instances, visible = SEPARABLE_CASES[int(batch["case"][0])]
+    heatmaps = batch["heatmaps"]
+    assert isinstance(heatmaps, SeparableHeatmaps)
+    profile_bytes = PER_CASE * (instances or 1) * 17 * (SIZE[0] + SIZE[1]) * 4
+    assert heatmaps.nbytes == profile_bytes
+    assert (heatmaps.rows.untyped_storage().nbytes() + heatmaps.cols.untyped_storage().nbytes()
+            == profile_bytes)
+    assert len(pickle.dumps(heatmaps)) <= profile_bytes + HEADER_BYTES
+    local = render_heatmaps(batch["keypoints"], SIZE, 2.0, method=method, coords="pixel",
+                            input_size=INPUT_SIZE, visibility=batch.get("visibility"))
+    assert ("visibility" in batch) == visible
+    dense = heatmaps.to(device, non_blocking=True)
+    assert dense.device == device and dense.shape == (PER_CASE, 17, *SIZE)
+    assert torch.equal(dense, local.heatmaps.to(device))
+    assert torch.equal(batch["heatmap_weights"], local.weights)
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("source", ["service", "local"])
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_separable_batches_expand_on_the_device_like_the_local_renderer(
+    client, device, context, source
+):
+    _used_in_parent(client)
+    loader = DataLoader(CasePoses(), batch_size=PER_CASE, num_workers=2,
+                        collate_fn=CollateByCase(client if source == "service" else "local"),
+                        multiprocessing_context=context, timeout=60,
+                        pin_memory=device.type == "cuda")
+    cases, pids = [], set()
+    for batch in loader:
+        _check_separable(batch, device)
+        if device.type == "cuda":
+            assert batch["heatmaps"].is_pinned()
+        cases.append(int(batch["case"][0]))
+        pids.update(batch["pid"].tolist())
+    assert cases == list(range(len(SEPARABLE_CASES)))
+    assert len(pids) == 2 and os.getpid() not in pids
