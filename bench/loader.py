@@ -6,19 +6,21 @@ K != 17 every extra keypoint lies between two real ones of the same person, so t
 keep the real poses' spread) with 2 forked workers and ``pin_memory=True`` where a GPU is
 present; the main process moves each batch's targets and weights to the training device and
 waits for them there. Per scenario (S2: B=32, K=17, 64x48; S3: B=32, K=68, 64x64; S4: B=8,
-K=133, 96x72; msra, sigma 2), five modes:
+K=133, 96x72; msra, sigma 2), five modes and a sixth:
 
   mmpose_loop      workers: an mmpose-style numpy loop per sample (bench/reference_loops.py)
   local_dense      workers: our renderer in-process, HeatmapCollate("local")
   service_dense    workers: the service, dense float32 over zstd
   service_sep_cli  workers: the service, separable on the wire, expanded in the workers
   service_sep_dev  workers: the service, output="separable"; expanded on the training device
+  local_sep_dev    workers: our renderer's profiles, HeatmapCollate("local", output="separable")
 
 Columns, all from one run: worker CPU ms per batch (each worker's time.process_time when it hands
 over a batch, differenced over the timed batches, all threads of the process: collate, render or
 gRPC, pickling into shared memory), main-process CPU ms per batch (receiving the batch, the pin
 thread, the copy and, for service_sep_dev, the expansion: on a CPU device that is CPU work here,
-on a GPU a kernel launch), target bytes moved to the device per batch, and samples/s. Then the
+on a GPU a kernel launch; then a loss-like sum reads the targets once on the device), target
+bytes moved to the device per batch, and samples/s. Then the
 server's CPU per batch (utime+stime from /proc) for dense vs separable replies with 8 loader
 processes (a DataLoader with 8 workers) against one server.
 
@@ -65,6 +67,7 @@ MODES = {
     "service_dense": "service, dense zstd",
     "service_sep_cli": "service, separable, expanded in workers",
     "service_sep_dev": "service, separable, expanded on device",
+    "local_sep_dev": "workers: our profiles, expanded on device",
 }
 SERVER_MODES = ("service_dense", "service_sep_dev")
 WORKERS = 2
@@ -161,6 +164,8 @@ def make_collate(mode: str, sc: Scenario, source: HeatmapClient | str):
     options = {"size": sc.size, "sigma": sc.sigma, "method": sc.method, "coords": sc.coords}
     if mode == "local_dense":
         return HeatmapCollate("local", **options)
+    if mode == "local_sep_dev":
+        return HeatmapCollate("local", output="separable", **options)
     if mode == "service_dense":
         return HeatmapCollate(source, **options)
     if mode == "service_sep_cli":
@@ -176,9 +181,12 @@ class MismatchError(RuntimeError):
 
 
 def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training step's input side: targets and weights on the device, waited for."""
+    """The training step without a model: targets and weights on the device, read once there
+    (as a loss reads them: on a CPU device a dense target is otherwise never touched), waited
+    for."""
     heatmaps = batch["heatmaps"].to(device, non_blocking=True)
     weights = batch["heatmap_weights"].to(device, non_blocking=True)
+    heatmaps.sum() + weights.sum()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return heatmaps, weights
@@ -327,6 +335,9 @@ def parse_args(argv):
                         help="timed seconds per row (default 2.5; 0.5 with --quick)")
     parser.add_argument("--device", default="auto", help="training device: auto, cpu, cuda[:N]")
     parser.add_argument("--server-device", default="auto", help="the server's --device")
+    parser.add_argument("--main-threads", type=int, default=1,
+                        help="torch threads of the main process (default 1: the workers and the "
+                        "server hold the cores; more only spin against them)")
     parser.add_argument("--scenarios", default="S2,S3,S4")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--no-server-rows", action="store_true",
@@ -346,6 +357,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
+    torch.set_num_threads(args.main_threads)
     started = time.perf_counter()
     server = Server("loader bench", ["--device", args.server_device])
     results: list[dict] = []
@@ -376,7 +388,7 @@ def main(argv=None) -> int:
         "commit": (git_commit() or "unknown")[:12], "cpu": cpu_model(), "cores": os.cpu_count(),
         "python": platform.python_version(), "torch": torch.__version__, "device": str(device),
         "server_device": info.device, "pin_memory": device.type == "cuda",
-        "workers": WORKERS, "seconds_per_row": args.seconds,
+        "workers": WORKERS, "main_threads": args.main_threads, "seconds_per_row": args.seconds,
         "elapsed_s": time.perf_counter() - started,
     }
     checks = evaluate(results)
