@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 import heatmap_client.torch as heatmap_torch  # noqa: E402
 from heatmap_client import HeatmapClient, HeatmapError  # noqa: E402
-from heatmap_client.torch import HeatmapCollate  # noqa: E402
+from heatmap_client.torch import HeatmapCollate, SeparableHeatmaps  # noqa: E402
 from heatmap_server.render import render_heatmaps  # noqa: E402
 
 SIZE = (32, 24)
@@ -198,3 +198,45 @@ def test_prefetch_pulls_only_depth_ahead_and_stops_when_the_loop_breaks(client):
 def test_prefetch_rejects_a_zero_depth(client):
     with pytest.raises(ValueError, match="depth"):
         next(HeatmapCollate(client, size=SIZE, sigma=2.0).prefetch([], depth=0))
+
+
+@pytest.mark.parametrize("instances", [None, 3])
+@pytest.mark.parametrize("method", ["msra", "udp", "dark"])
+def test_separable_output_expands_like_the_renderer(client, device, method, instances):
+    samples = [_sample(index, instances) for index in range(4)]
+    collate = HeatmapCollate(client, size=SIZE, sigma=[1.0, 1.5, 2.0, 2.5, 3.0], method=method,
+                             output="separable")
+    batch = collate(samples)
+    heatmaps, weights = _local(batch["keypoints"], batch["visibility"],
+                               sigma=np.array([1.0, 1.5, 2.0, 2.5, 3.0]), method=method)
+    assert isinstance(batch["heatmaps"], SeparableHeatmaps)
+    assert batch["heatmaps"].shape == (4, K, *SIZE)
+    assert batch["heatmaps"].nbytes == 4 * (instances or 1) * K * sum(SIZE) * 4
+    np.testing.assert_array_equal(batch["heatmaps"].to(device).cpu().numpy(), heatmaps)
+    np.testing.assert_array_equal(batch["heatmap_weights"].numpy(), weights)
+
+
+def test_separable_output_with_tuples_and_prefetch(client):
+    collate = HeatmapCollate(client, size=SIZE, sigma=2.0, keypoints_key=1, visibility_key=2,
+                             output="separable")
+    samples = [(s["image"], s["keypoints"], s["visibility"]) for s in map(_sample, range(6))]
+    batches = [collate.collate(samples[:3]), collate.collate(samples[3:])]
+    for _, keypoints, visibility, heatmaps, weights in collate.prefetch(iter(batches)):
+        expected_heatmaps, expected_weights = _local(keypoints, visibility)
+        np.testing.assert_array_equal(heatmaps.dense().numpy(), expected_heatmaps)
+        np.testing.assert_array_equal(weights.numpy(), expected_weights)
+
+
+def test_separable_keep_dtype_expands_in_half(client):
+    collate = HeatmapCollate(client, size=SIZE, sigma=2.0, dtype="float16", keep_dtype=True,
+                             output="separable")
+    batch = collate([_sample(0), _sample(1)])
+    heatmaps, _ = _local(batch["keypoints"], batch["visibility"], dtype=torch.float16)
+    dense = batch["heatmaps"].to("cpu")
+    assert dense.dtype == torch.float16
+    np.testing.assert_array_equal(dense.numpy(), heatmaps)
+
+
+def test_separable_server_errors_reach_the_loader(client):
+    with pytest.raises(HeatmapError, match="sigma"):
+        HeatmapCollate(client, size=SIZE, sigma=-1.0, output="separable")([_sample(0)])
