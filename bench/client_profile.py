@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from heatmap_client import HeatmapClient
+
 from measuring import render_kwargs
 from scenarios import Scenario
 
@@ -18,9 +19,15 @@ def profile_client(sc: Scenario, client: HeatmapClient, sent: list[np.ndarray], 
     """Where a loader's CPU goes in ``render(out=)``: cProfile over many calls, plus each client
     step timed alone on captured reply chunks (request building, decode, weights)."""
     from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
-    from heatmap_client._codecs import CODECS, payload_crc32
-    from heatmap_client._messages import build_request, result_from_chunks
-    from heatmap_client._tensors import array_from_tensor
+    from heatmap_client import RenderOptions
+    from heatmap_client.wire import (
+        CODECS,
+        array_from_tensor,
+        build_request,
+        payload_crc32,
+        rebuild_dense,
+        result_from_chunks,
+    )
 
     kwargs = render_kwargs(sc)
     out = np.empty(sc.shape, np.float32)
@@ -46,7 +53,8 @@ def profile_client(sc: Scenario, client: HeatmapClient, sent: list[np.ndarray], 
         return ((time.perf_counter() - t) * 1e3 / n, (time.process_time() - c) * 1e3 / n)
 
     stub = pb_grpc.HeatmapRendererStub(client._open())
-    request = build_request(sent[0], **kwargs)
+    options = RenderOptions(**kwargs)
+    request = build_request(sent[0], options)
     chunks = list(stub.Render(request, timeout=60))
     header = chunks[0].header
     pieces = [c.data for c in chunks]
@@ -56,31 +64,18 @@ def profile_client(sc: Scenario, client: HeatmapClient, sent: list[np.ndarray], 
         list(stub.Render(request, timeout=60))
 
     from heatmap.v1 import heatmap_pb2 as pb
-    from heatmap_client._codecs import rebuild_dense
 
-    sep = list(stub.Render(build_request(sent[0], codec="separable", **kwargs), timeout=60))
+    separable = RenderOptions(**{**kwargs, "codec": "separable"})
+    sep = list(stub.Render(build_request(sent[0], separable), timeout=60))
     rows = np.empty((sc.batch, 1, sc.keypoints, sc.height), np.float32)
     cols = np.empty((sc.batch, 1, sc.keypoints, sc.width), np.float32)
     CODECS[sep[0].header.codec].decode([c.data for c in sep], [rows, cols])
 
-    # Two candidate fixes, measured here so that the numbers travel with the run:
-    # - the sync unary-stream call without gRPC Python's per-call channel spin thread;
-    import grpc
-    import grpc.experimental
+    # The same zstd frame with an XXH64 content checksum, as the payload carried before the
+    # header's CRC-32 of the compressed bytes replaced it, measured so the choice travels with
+    # the run.
     import zstandard
 
-    from heatmap_client._channel import channel_options
-
-    single = grpc.insecure_channel(client.target, options=[
-        *channel_options(), (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, True)])
-    single_stub = pb_grpc.HeatmapRendererStub(single)
-    list(single_stub.Render(request, timeout=60))
-
-    def grpc_single_threaded():
-        list(single_stub.Render(request, timeout=60))
-
-    # - the same zstd frame with an XXH64 content checksum, as the payload carried before the
-    #   header's CRC-32 of the compressed bytes replaced it.
     codec.decode(pieces, [out])
     with_checksum = zstandard.ZstdCompressor(
         level=3, write_content_size=True, write_checksum=True).compress(out)
@@ -91,12 +86,12 @@ def profile_client(sc: Scenario, client: HeatmapClient, sent: list[np.ndarray], 
     steps = {
         "unary_rpc_baseline_GetServerInfo": cost(
             lambda: stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=60), calls),
-        "build_request": cost(lambda: build_request(sent[0], **kwargs), 2000),
+        "build_request": cost(lambda: build_request(sent[0], RenderOptions(**kwargs)), 2000),
         "zstd_decode_into_out": cost(lambda: codec.decode(pieces, [out])),
         "weights_array_from_tensor": cost(lambda: array_from_tensor(chunks[-1].weights, "w"), 2000),
-        "result_from_chunks_total": cost(lambda: result_from_chunks(chunks, out=out)),
+        "result_from_chunks_total": cost(
+            lambda: result_from_chunks(chunks, request=request, out=out)),
         "grpc_call_and_receive_no_decode": cost(grpc_only, calls),
-        "grpc_call_and_receive_SingleThreadedUnaryStream": cost(grpc_single_threaded, calls),
         "zstd_decode_frame_with_xxh64_checksum": cost(
             lambda: codec.decode([with_checksum], [out])),
         "payload_crc32": cost(lambda: payload_crc32(pieces), 2000),

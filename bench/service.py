@@ -51,15 +51,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from heatmap_client import HeatmapClient  # noqa: E402  (light: no torch at import time)
+
 from client_pool import ClientPool  # noqa: E402
 from client_profile import profile_client  # noqa: E402
-from heatmap_client import HeatmapClient  # noqa: E402  (light: no torch at import time)
 from local_server import Server  # noqa: E402
 from measuring import Run, render_kwargs, summarize, timed_calls, timed_stream  # noqa: E402
 from reference_loops import mmpose_loop, seed_loop  # noqa: E402
 from report import cpu_model, git_commit, grouped_bars, pyplot, write_json  # noqa: E402
 from scenarios import (  # noqa: E402
     SCENARIOS as ALL_SCENARIOS,
+)
+from scenarios import (
     Scenario,
     from_normalized,
     make_keypoints,
@@ -133,6 +136,7 @@ class MismatchError(RuntimeError):
 def check_correctness(sc: Scenario, sent, pixels, clients: dict[str, HeatmapClient]) -> dict:
     """Remote == local renderer bit for bit (every server); loops within TOLERANCE of it."""
     import torch
+
     from heatmap_server.render import render_heatmaps
 
     kwargs = render_kwargs(sc)
@@ -162,13 +166,15 @@ def check_correctness(sc: Scenario, sent, pixels, clients: dict[str, HeatmapClie
 def run_scenario(sc: Scenario, args, servers: dict[str, Server], clients: dict[str, HeatmapClient],
                  pool: ClientPool | None) -> dict:
     import torch
-    from heatmap_client._messages import build_request
+
+    from heatmap_client import RenderOptions
+    from heatmap_client.wire import build_request
     from heatmap_server.render import render_heatmaps
 
     sent, pixels = scenario_inputs(sc, args.seed, count=8)
     checks = check_correctness(sc, sent, pixels, clients)
     kwargs = render_kwargs(sc)
-    request_bytes = build_request(sent[0], **kwargs).ByteSize()
+    request_bytes = build_request(sent[0], RenderOptions(**kwargs)).ByteSize()
     a, b = clients["A"], clients["C"]
     pid_a, pid_b = servers["A"].pid, servers["C"].pid
     out = np.empty(sc.shape, np.float32)

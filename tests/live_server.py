@@ -7,18 +7,14 @@ Not a mock: ``python -m heatmap_server serve --host 127.0.0.1 --port 0``; the fi
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
-_LISTENING = re.compile(r"listening on (\S+):(\d+)")
+from heatmap_server.process import ServerProcess
 
 
 def server_device() -> str:
@@ -56,42 +52,8 @@ class LiveServer:
 @contextmanager
 def running_server(*flags: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[LiveServer]:
     """Runs ``heatmap-server serve --host 127.0.0.1 --port 0 *flags`` until the block ends."""
-    command = [sys.executable, "-m", "heatmap_server", "serve", "--host", "127.0.0.1", "--port", "0",
-               "--device", server_device(), *flags]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    lines: list[str] = []
-    found = threading.Event()
-    port: list[int] = []
-
-    def drain() -> None:
-        try:
-            for line in process.stderr:
-                lines.append(line.rstrip())
-                match = _LISTENING.search(line)
-                if match and not port:
-                    port.append(int(match.group(2)))
-                    found.set()
-        except (OSError, ValueError):
-            pass  # the pipe was closed by stop()
-        found.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while not found.wait(0.1):
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("server did not start in time:\n" + "\n".join(lines))
-    if not port:
-        process.wait(10)
-        process.stderr.close()
-        raise RuntimeError("server exited before listening:\n" + "\n".join(lines))
-    server = LiveServer(process, port[0], lines)
+    started = ServerProcess(["--device", server_device(), *flags], env=env, timeout=timeout)
+    server = LiveServer(started.process, started.port, started.lines)
     try:
         yield server
     finally:

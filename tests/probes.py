@@ -11,7 +11,20 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["Samples", "busy_request", "free_port", "scrape", "wait_for"]
+from heatmap.v1 import heatmap_pb2 as pb
+from heatmap_client import RenderOptions
+from heatmap_client.wire import build_request
+
+__all__ = ["Samples", "busy_request", "free_port", "render_request", "scrape", "wait_for"]
+
+
+def render_request(
+    keypoints, *, visibility=None, request_id: int = 0, **options
+) -> pb.RenderRequest:
+    """A ``RenderRequest`` from ``render()``'s keyword arguments, for tests that speak the wire."""
+    return build_request(
+        keypoints, RenderOptions(**options), visibility=visibility, request_id=request_id
+    )
 
 
 class Samples(dict):

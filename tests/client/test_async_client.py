@@ -60,7 +60,7 @@ def test_a_request_that_cannot_be_built_ends_render_many_instead_of_hanging(live
 def test_server_errors_raise_heatmap_error(live_server):
     async def scenario():
         async with AsyncHeatmapClient(live_server.target) as client:
-            await client.render(KEYPOINTS, size=(12, 16), sigma=-1.0)
+            await client.render(KEYPOINTS, size=(12, 16), sigma=100.0)  # wider than the map
 
     with pytest.raises(HeatmapError) as caught:
         asyncio.run(scenario())

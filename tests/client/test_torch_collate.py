@@ -164,7 +164,7 @@ def test_a_non_client_is_refused():
 
 def test_server_errors_reach_the_loader(client):
     with pytest.raises(HeatmapError, match="sigma"):
-        HeatmapCollate(client, size=SIZE, sigma=-1.0)([_sample(0)])
+        HeatmapCollate(client, size=SIZE, sigma=100.0)([_sample(0)])  # wider than the map
 
 
 @pytest.mark.parametrize("depth", [1, 3])

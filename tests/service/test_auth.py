@@ -16,8 +16,9 @@ import grpc
 import numpy as np
 import pytest
 
-from certificates import Certificates, make_certificates
 from heatmap_client import HeatmapClient, HeatmapError
+
+from certificates import Certificates, make_certificates
 from live_server import LiveServer, running_server
 from probes import free_port, scrape, wait_for
 

@@ -11,7 +11,8 @@ from grpc_status import rpc_status
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from heatmap_client import HeatmapClient, HeatmapError
-from heatmap_client._messages import build_request
+
+from probes import render_request
 
 KEYPOINTS = np.array([[[3.0, 4.0], [10.0, 2.0]]], dtype=np.float32)
 
@@ -23,7 +24,7 @@ def stub(live_server):
 
 
 def _valid() -> pb.RenderRequest:
-    return build_request(KEYPOINTS, size=(16, 16), sigma=2.0)
+    return render_request(KEYPOINTS, size=(16, 16), sigma=2.0)
 
 
 def _with(**changes) -> pb.RenderRequest:
@@ -40,11 +41,11 @@ def _with(**changes) -> pb.RenderRequest:
 
 
 def _nan_keypoints() -> pb.RenderRequest:
-    return build_request(np.array([[[np.nan, 1.0]]], np.float32), size=(16, 16), sigma=2.0)
+    return render_request(np.array([[[np.nan, 1.0]]], np.float32), size=(16, 16), sigma=2.0)
 
 
 def _inf_keypoints() -> pb.RenderRequest:
-    return build_request(np.array([[[1.0, np.inf]]], np.float32), size=(16, 16), sigma=2.0)
+    return render_request(np.array([[[1.0, np.inf]]], np.float32), size=(16, 16), sigma=2.0)
 
 
 def _no_keypoints() -> pb.RenderRequest:
@@ -54,7 +55,7 @@ def _no_keypoints() -> pb.RenderRequest:
 
 
 def _visibility_shape() -> pb.RenderRequest:
-    return build_request(KEYPOINTS, size=(16, 16), sigma=2.0, visibility=np.ones((1, 3), np.float32))
+    return render_request(KEYPOINTS, size=(16, 16), sigma=2.0, visibility=np.ones((1, 3), np.float32))
 
 
 CASES = {
@@ -102,7 +103,7 @@ def test_bad_request_names_the_field(stub, case):
 
 def test_output_over_the_limit_is_resource_exhausted(stub):
     # 5 x 4096 x 4096 = 84M elements > the 64M default limit; the request itself is tiny.
-    request = build_request(np.zeros((1, 5, 2), np.float32), size=(4096, 4096), sigma=2.0)
+    request = render_request(np.zeros((1, 5, 2), np.float32), size=(4096, 4096), sigma=2.0)
     with pytest.raises(grpc.RpcError) as caught:
         list(stub.Render(request, timeout=10))
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -110,12 +111,12 @@ def test_output_over_the_limit_is_resource_exhausted(stub):
 
 
 def test_too_many_instances_is_resource_exhausted(stub):
-    request = build_request(np.zeros((1, 129, 1, 2), np.float32), size=(8, 8), sigma=1.0)
+    request = render_request(np.zeros((1, 129, 1, 2), np.float32), size=(8, 8), sigma=1.0)
     with pytest.raises(grpc.RpcError) as caught:
         list(stub.Render(request, timeout=10))
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert caught.value.details().startswith("keypoints: 129 instances")
-    allowed = build_request(np.zeros((1, 128, 1, 2), np.float32), size=(8, 8), sigma=1.0)
+    allowed = render_request(np.zeros((1, 128, 1, 2), np.float32), size=(8, 8), sigma=1.0)
     assert len(list(stub.Render(allowed, timeout=10))) == 1
 
 
@@ -126,15 +127,16 @@ def test_client_raises_heatmap_error_and_server_stays_serving(live_server):
         assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
         assert caught.value.message.startswith("keypoints:")
         with pytest.raises(HeatmapError) as caught:
-            client.render(KEYPOINTS, size=(8, 8), sigma=-1.0)
+            client.render(KEYPOINTS, size=(8, 8), sigma=100.0)  # wider than the heatmap
         assert caught.value.message.startswith("sigma:")
+        assert caught.value.argument == "sigma"
         assert client.health() == "SERVING"
         assert client.render(KEYPOINTS, size=(8, 8), sigma=1.0).heatmaps.shape == (1, 2, 8, 8)
 
 
 def test_bad_request_in_a_stream_ends_it_after_earlier_replies(live_server):
     good = dict(keypoints=KEYPOINTS, size=(8, 8), sigma=1.0)
-    bad = dict(keypoints=KEYPOINTS, size=(8, 8), sigma=-1.0)
+    bad = dict(keypoints=KEYPOINTS, size=(8, 8), sigma=100.0)  # only the server can tell
     received = []
     with HeatmapClient(live_server.target, timeout=10) as client:
         with pytest.raises(HeatmapError) as caught:

@@ -11,9 +11,13 @@ import pytest
 import torch
 
 from heatmap_client import HeatmapClient
-from heatmap_server.batching import Batcher, QueueFull, RenderJob
+from heatmap_client.wire import codec_by_name, dtype_by_name
+from heatmap_server import device as device_module
+from heatmap_server.batching import Batcher, QueueFull
 from heatmap_server.buffers import BufferPool
+from heatmap_server.jobs import RenderJob
 from heatmap_server.render import check_render_args, render_heatmaps
+
 from live_server import running_server
 
 
@@ -22,7 +26,9 @@ def _job(batch: int, *, keypoints: int = 5, size=(16, 12), sigma=2.0, seed=0, dt
     points = np.random.default_rng(seed).uniform(0, 12, size=(batch, keypoints, 2)).astype(np.float32)
     args = check_render_args(points, size, sigma, method=method, coords="heatmap", input_size=None,
                              visibility=None, dtype=torch.float32)
-    return RenderJob(args=args, wire_dtype=dtype, separable=separable, arrived=time.perf_counter())
+    codec = codec_by_name("separable" if separable else "zstd")
+    return RenderJob(args=args, wire=dtype_by_name(dtype), codec=codec, request_id=0,
+                     arrived=time.perf_counter())
 
 
 def _expected(job: RenderJob) -> np.ndarray:
@@ -194,9 +200,9 @@ def test_concurrent_clients_are_coalesced_by_the_real_server():
 
 
 def test_out_of_memory_splits_the_batch_and_retries(monkeypatch, device):
-    import heatmap_server.batching as batching
 
-    real = batching.heatmaps_from_args
+
+    real = device_module.heatmaps_from_args
     sizes = []
 
     def fails_above_two(args, out=None):
@@ -205,7 +211,7 @@ def test_out_of_memory_splits_the_batch_and_retries(monkeypatch, device):
             raise torch.OutOfMemoryError("injected: the device is full")
         return real(args, out=out)
 
-    monkeypatch.setattr(batching, "heatmaps_from_args", fails_above_two)
+    monkeypatch.setattr(device_module, "heatmaps_from_args", fails_above_two)
     batcher = Batcher(device, max_delay_us=0)
     job = _job(7, seed=3)
     try:
@@ -219,12 +225,12 @@ def test_out_of_memory_splits_the_batch_and_retries(monkeypatch, device):
 
 
 def test_out_of_memory_for_one_sample_is_reported(monkeypatch, device):
-    import heatmap_server.batching as batching
+
 
     def always_fails(args, out=None):
         raise torch.OutOfMemoryError("injected")
 
-    monkeypatch.setattr(batching, "heatmaps_from_args", always_fails)
+    monkeypatch.setattr(device_module, "heatmaps_from_args", always_fails)
     batcher = Batcher(device, max_delay_us=0)
     try:
         with pytest.raises(torch.OutOfMemoryError):
@@ -260,7 +266,7 @@ def test_a_closed_batcher_refuses_with_batcher_closed(device):
 
 
 def test_a_failed_render_returns_its_buffer_to_the_pool(monkeypatch, device):
-    import heatmap_server.batching as batching
+
 
     def fails(args, out=None):
         raise RuntimeError("injected: not an out-of-memory error")
@@ -269,7 +275,7 @@ def test_a_failed_render_returns_its_buffer_to_the_pool(monkeypatch, device):
     try:
         asyncio.run(batcher.render(_job(2))).release()
         idle = batcher.pool.idle_buffers
-        monkeypatch.setattr(batching, "heatmaps_from_args", fails)
+        monkeypatch.setattr(device_module, "heatmaps_from_args", fails)
         with pytest.raises(RuntimeError, match="injected"):
             asyncio.run(batcher.render(_job(2)))
         assert batcher.pool.idle_buffers == idle  # the host buffer came back

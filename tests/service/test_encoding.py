@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from heatmap_client._codecs import codec_by_name, payload_crc32
+from heatmap_client.wire import codec_by_name, payload_crc32
 from heatmap_server.encoding import MIN_SLAB_BYTES, encode_reply, slabs
 
 CHUNK_BYTES = 1 << 20

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from heatmap_client import HeatmapClient
-from heatmap_client._messages import result_from_chunks
+from heatmap_client.wire import result_from_chunks
 
 EXAMPLES = int(os.environ.get("HEATMAP_FUZZ_EXAMPLES", "150"))
 CLEAN = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}

@@ -20,9 +20,10 @@ from grpc_status import rpc_status
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from heatmap_client import HeatmapClient, HeatmapError
-from heatmap_client._messages import build_request, result_from_chunks
+from heatmap_client.wire import result_from_chunks
+
 from live_server import running_server
-from probes import busy_request, free_port, scrape, wait_for
+from probes import busy_request, free_port, render_request, scrape, wait_for
 
 CODECS = ["zstd", "none", "separable"]
 RENDER = "/heatmap.v1.HeatmapRenderer/Render"
@@ -73,7 +74,7 @@ def test_empty_batches_in_a_stream_keep_their_place(client):
 @pytest.mark.parametrize("shape", [(1, 2**40, 0, 2), (0, 2**20, 2**20, 2), (2**40, 0, 2)], ids=str)
 def test_empty_tensors_with_enormous_sides_are_answered_at_once(channel, shape):
     # Nothing to draw, however many instances, samples or keypoints the shape names.
-    request = build_request(np.zeros((1, 1, 2), np.float32), size=(8, 8), sigma=1.0)
+    request = render_request(np.zeros((1, 1, 2), np.float32), size=(8, 8), sigma=1.0)
     request.keypoints.Clear()
     request.keypoints.shape.extend(shape)
     started = time.monotonic()
@@ -84,7 +85,7 @@ def test_empty_tensors_with_enormous_sides_are_answered_at_once(channel, shape):
 
 
 def test_a_shape_whose_size_overflows_int64_names_the_field(channel):
-    request = build_request(np.zeros((1, 1, 2), np.float32), size=(8, 8), sigma=1.0)
+    request = render_request(np.zeros((1, 1, 2), np.float32), size=(8, 8), sigma=1.0)
     request.keypoints.Clear()
     request.keypoints.shape.extend([2**32, 2**32, 2])  # 2**65 elements: wraps to 0 in int64
     with pytest.raises(grpc.RpcError) as caught:
@@ -109,7 +110,7 @@ def test_a_message_over_max_request_bytes_is_resource_exhausted(client):
 def test_profiles_over_the_limit_are_resource_exhausted(channel):
     # 3,000 samples of 128 instances of one keypoint on 128 x 128: 49M output elements (under the
     # 64M limit) but 98M profile elements.
-    request = build_request(np.zeros((3000, 128, 1, 2), np.float32), size=(128, 128), sigma=2.0)
+    request = render_request(np.zeros((3000, 128, 1, 2), np.float32), size=(128, 128), sigma=2.0)
     with pytest.raises(grpc.RpcError) as caught:
         list(pb_grpc.HeatmapRendererStub(channel).Render(request, timeout=10))
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -176,7 +177,7 @@ def test_a_good_stream_that_turns_to_garbage_keeps_its_earlier_replies(channel):
     stream = channel.stream_stream("/heatmap.v1.HeatmapRenderer/RenderStream",
                                    request_serializer=None,
                                    response_deserializer=pb.RenderChunk.FromString)
-    good = build_request(np.zeros((1, 2, 2), np.float32), size=(8, 8), sigma=1.0)
+    good = render_request(np.zeros((1, 2, 2), np.float32), size=(8, 8), sigma=1.0)
     good = good.SerializeToString()
     chunks = []
     with pytest.raises(grpc.RpcError) as caught:
@@ -192,17 +193,31 @@ KEYPOINTS = np.array([[[3.0, 4.0], [10.0, 2.0]]], dtype=np.float32)
 
 
 def _request(**options) -> pb.RenderRequest:
-    return build_request(**{"keypoints": KEYPOINTS, "size": (16, 16), "sigma": 2.0, **options})
+    return render_request(**{"keypoints": KEYPOINTS, "size": (16, 16), "sigma": 2.0, **options})
+
+
+def _sigmas(*values: float) -> pb.RenderRequest:
+    # Past the client's own checks: what a client in another language might send.
+    request = _request(sigma=[1.0, 1.0])
+    request.ClearField("sigmas")
+    request.sigmas.extend(values)
+    return request
+
+
+def _input_size(height: int, width: int) -> pb.RenderRequest:
+    request = _request(coords="pixel", input_size=(64, 64))
+    request.input_height, request.input_width = height, width
+    return request
 
 
 CASES = {
-    "inf sigma": (lambda: _request(sigma=float("inf")), "sigma"),
-    "nan in sigmas": (lambda: _request(sigma=[1.0, float("nan")]), "sigma"),
-    "negative in sigmas": (lambda: _request(sigma=[1.0, -1.0]), "sigma"),
+    "inf sigma": (lambda: _with(sigma=float("inf")), "sigma"),
+    "nan in sigmas": (lambda: _sigmas(1.0, float("nan")), "sigma"),
+    "negative in sigmas": (lambda: _sigmas(1.0, -1.0), "sigma"),
     "sigmas wider than heatmap": (lambda: _request(sigma=[1.0, 17.0]), "sigma"),
     "nan visibility": (lambda: _request(visibility=np.array([[1.0, np.nan]], np.float32)),
                        "visibility"),
-    "negative input size": (lambda: _request(coords="pixel", input_size=(-4, 64)), "input_height"),
+    "negative input size": (lambda: _input_size(-4, 64), "input_height"),
     "udp pixel side 1": (lambda: _request(coords="pixel", input_size=(64, 64), size=(1, 16),
                                           method="udp"), "height"),
     "rank 5": (lambda: _request(keypoints=np.zeros((1, 1, 1, 1, 2), np.float32)), "keypoints"),

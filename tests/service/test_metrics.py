@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from heatmap_client import HeatmapClient, HeatmapError
+
 from live_server import running_server
 from probes import free_port, scrape, wait_for
 
@@ -46,7 +47,7 @@ def test_calls_are_counted_by_rpc_and_code(metered):
             [dict(keypoints=KEYPOINTS, size=(16, 16), sigma=1.0, codec=codec)
              for codec in ("zstd", "none", "separable")]))
         with pytest.raises(HeatmapError):
-            client.render(KEYPOINTS, size=(32, 32), sigma=-1.0)
+            client.render(KEYPOINTS, size=(32, 32), sigma=100.0)  # wider than the map
     rendered = results + streamed
 
     def grown(name: str, **labels: str) -> float:

@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 
 from heatmap.v1 import heatmap_pb2 as pb
-from heatmap_client._codecs import CODECS, CodecError, codec_by_name, payload_crc32, rebuild_dense
-from heatmap_client._dtypes import DTYPES, dequantize, dtype_by_name, quantize
+from heatmap_client.wire import (
+    CODECS,
+    DTYPES,
+    CodecError,
+    codec_by_name,
+    dequantize,
+    dtype_by_name,
+    payload_crc32,
+    quantize,
+    rebuild_dense,
+)
 
 WIRE_DTYPES = ["float32", "float16", "bfloat16", "uint16", "uint8"]
 

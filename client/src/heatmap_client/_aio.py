@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from typing import Any
 
 import grpc
-import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from heatmap.v1 import heatmap_pb2 as pb
@@ -16,13 +15,18 @@ from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 
 from ._channel import ChannelSettings, channel_options, metadata
 from ._errors import HeatmapError
-from ._messages import RenderResult, build_request, result_from_chunks
+from ._render_api import RenderCalls, pending_from_item
+from .results import ProfilesResult, RenderResult
+from .wire.replies import PendingReply
 
 __all__ = ["AsyncHeatmapClient"]
 
 
-class AsyncHeatmapClient(ChannelSettings):
-    """Renders heatmaps on a remote server from asyncio code; arguments as :class:`HeatmapClient`."""
+class AsyncHeatmapClient(
+    ChannelSettings, RenderCalls[Awaitable[RenderResult], Awaitable[ProfilesResult]]
+):
+    """Renders heatmaps on a remote server from asyncio code; arguments as :class:`HeatmapClient`
+    (``render`` and ``render_profiles`` have the same signatures and return awaitables)."""
 
     def __init__(self, target: str, **settings: Any):
         super().__init__(target, **settings)
@@ -43,33 +47,38 @@ class AsyncHeatmapClient(ChannelSettings):
             self._pid = os.getpid()
         return self._channel
 
-    async def render(
-        self,
-        keypoints: Any,
-        *,
-        timeout: float | None = None,
-        keep_dtype: bool = False,
-        out: np.ndarray | None = None,
-        **options: Any,
-    ) -> RenderResult:
-        """Renders one batch; keyword arguments as :meth:`HeatmapClient.render`."""
-        request = build_request(keypoints, **options)
+    async def _unary(self, pending: PendingReply, timeout: float | None) -> Any:
         stub = pb_grpc.HeatmapRendererStub(self._open())
-        call = stub.Render(request, timeout=self._timeout(timeout), metadata=metadata(self._token))
+        call = stub.Render(
+            pending.request, timeout=self._timeout(timeout), metadata=metadata(self._token)
+        )
         try:
-            chunks = [chunk async for chunk in call]
+            result = None
+            async for chunk in call:
+                if result is not None:
+                    raise HeatmapError(grpc.StatusCode.DATA_LOSS, "reply: chunks after the last one")
+                result = pending.feed(chunk)
         except grpc.RpcError as error:
             raise HeatmapError.from_rpc_error(error) from None
-        return result_from_chunks(chunks, keep_dtype=keep_dtype, out=out, request=request)
+        finally:
+            call.cancel()  # a no-op once the call is done; frees it when a check failed early
+        if result is None:
+            raise HeatmapError(grpc.StatusCode.DATA_LOSS, "reply: stream ended before its last chunk")
+        return result
 
     async def render_many(
-        self, requests: Iterable[dict[str, Any]], *, window: int = 4, timeout: float | None = None
+        self,
+        requests: Iterable[Mapping[str, Any]],
+        *,
+        window: int = 4,
+        timeout: float | None = None,
     ) -> AsyncIterator[RenderResult]:
-        """Pipelines batches over one ``RenderStream`` with at most ``window`` in flight."""
+        """Pipelines batches over one ``RenderStream`` with at most ``window`` in flight; items
+        and ``timeout`` as :meth:`HeatmapClient.render_many`."""
         if window < 1:
             raise ValueError(f"window: must be >= 1, got {window}")
         slots = asyncio.Semaphore(window)
-        pending: list[dict[str, Any]] = []
+        pending: list[PendingReply] = []
         stub = pb_grpc.HeatmapRendererStub(self._open())
         call = stub.RenderStream(timeout=timeout, metadata=metadata(self._token))
 
@@ -77,25 +86,25 @@ class AsyncHeatmapClient(ChannelSettings):
             # A request that cannot be built ends the writing side (so the stream completes
             # after the replies before it) and is raised to the caller once those are delivered.
             try:
-                for request_id, options in enumerate(requests):
-                    options = dict(options)
-                    result_options = {k: options.pop(k) for k in ("keep_dtype", "out") if k in options}
-                    request = build_request(request_id=request_id, **options)
+                for request_id, item in enumerate(requests):
+                    reply = pending_from_item(item, request_id)
                     await slots.acquire()
-                    pending.append({**result_options, "request": request})
-                    await call.write(request)
+                    pending.append(reply)
+                    await call.write(reply.request)
             finally:
                 await call.done_writing()
 
         writer = asyncio.ensure_future(write())
         try:
-            chunks: list[pb.RenderChunk] = []
             async for chunk in call:
-                chunks.append(chunk)
-                if not chunk.last:
+                if not pending:
+                    raise HeatmapError(
+                        grpc.StatusCode.DATA_LOSS, "reply: a chunk for no request in flight"
+                    )
+                result = pending[0].feed(chunk)
+                if result is None:
                     continue
-                result = result_from_chunks(chunks, **pending.pop(0))
-                chunks = []
+                pending.pop(0)
                 slots.release()
                 yield result
             await writer

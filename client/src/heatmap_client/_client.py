@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import grpc
-import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from heatmap.v1 import heatmap_pb2 as pb
@@ -22,14 +21,14 @@ from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 
 from ._channel import ChannelSettings, channel_options, check_fork_support, metadata
 from ._errors import HeatmapError
-from ._messages import RenderResult, build_request, result_from_chunks
+from ._render_api import RenderCalls, pending_from_item
+from .results import ProfilesResult, RenderResult
+from .wire.replies import PendingReply
 
 __all__ = ["HeatmapClient"]
 
-_RESULT_OPTIONS = ("keep_dtype", "out")
 
-
-class HeatmapClient(ChannelSettings):
+class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult]):
     """Renders heatmaps on a remote server.
 
     Args (keyword-only after ``target``, shared with :class:`AsyncHeatmapClient`):
@@ -82,48 +81,18 @@ class HeatmapClient(ChannelSettings):
                 self._pid = os.getpid()
             return self._channel
 
-    def render(
-        self,
-        keypoints: Any,
-        *,
-        size: tuple[int, int],
-        sigma: Any,
-        method: str = "msra",
-        coords: str = "heatmap",
-        input_size: tuple[int, int] | None = None,
-        visibility: Any = None,
-        dtype: str = "float32",
-        codec: str = "zstd",
-        timeout: float | None = None,
-        keep_dtype: bool = False,
-        out: np.ndarray | None = None,
-    ) -> RenderResult:
-        """Renders one batch; arguments as ``heatmap_server.render.render_heatmaps``.
-
-        ``dtype`` is the wire dtype (``float32``, ``float16``, ``bfloat16``, ``uint16``, ``uint8``);
-        results are float32 unless ``keep_dtype``. ``out`` receives the heatmaps in place.
-
-        Raises:
-            HeatmapError: with the server's status code and message.
-            ValueError: for arguments the client can reject before sending.
-        """
-        request = build_request(
-            keypoints,
-            size=size,
-            sigma=sigma,
-            method=method,
-            coords=coords,
-            input_size=input_size,
-            visibility=visibility,
-            dtype=dtype,
-            codec=codec,
-        )
+    def _unary(self, pending: PendingReply, timeout: float | None) -> Any:
         stub = pb_grpc.HeatmapRendererStub(self._open())
         try:
             call = stub.Render(
-                request, timeout=self._timeout(timeout), metadata=metadata(self._token)
+                pending.request, timeout=self._timeout(timeout), metadata=metadata(self._token)
             )
-            result = result_from_chunks(call, keep_dtype=keep_dtype, out=out, request=request)
+            for chunk in call:
+                result = pending.feed(chunk)
+                if result is not None:
+                    break
+            else:
+                raise HeatmapError(grpc.StatusCode.DATA_LOSS, "reply: stream ended before its last chunk")
             # Read on to the status: a call dropped after its last chunk is cancelled, and the
             # server would count a successful render as CANCELLED.
             for _ in call:
@@ -134,7 +103,7 @@ class HeatmapClient(ChannelSettings):
 
     def render_many(
         self,
-        requests: Iterable[dict[str, Any]],
+        requests: Iterable[Mapping[str, Any]],
         *,
         window: int = 4,
         timeout: float | None = None,
@@ -150,7 +119,7 @@ class HeatmapClient(ChannelSettings):
         if window < 1:
             raise ValueError(f"window: must be >= 1, got {window}")
         slots = threading.Semaphore(window)
-        pending: list[dict[str, Any]] = []
+        pending: list[PendingReply] = []
         lock = threading.Lock()
         finished = threading.Event()
         # gRPC consumes the request iterator on its own thread: a bad request is kept here and
@@ -158,11 +127,9 @@ class HeatmapClient(ChannelSettings):
         request_errors: list[Exception] = []
 
         def outgoing() -> Iterator[pb.RenderRequest]:
-            for request_id, options in enumerate(requests):
-                options = dict(options)
-                result_options = {key: options.pop(key) for key in _RESULT_OPTIONS if key in options}
+            for request_id, item in enumerate(requests):
                 try:
-                    request = build_request(request_id=request_id, **options)
+                    reply = pending_from_item(item, request_id)
                 except Exception as error:  # noqa: BLE001 - re-raised in the caller's thread
                     request_errors.append(error)
                     return
@@ -170,23 +137,26 @@ class HeatmapClient(ChannelSettings):
                     if finished.is_set():
                         return
                 with lock:
-                    pending.append({**result_options, "request": request})
-                yield request
+                    pending.append(reply)
+                yield reply.request
 
         stub = pb_grpc.HeatmapRendererStub(self._open())
         call = stub.RenderStream(
             outgoing(), timeout=timeout, metadata=metadata(self._token)
         )
         try:
-            chunks: list[pb.RenderChunk] = []
             for chunk in call:
-                chunks.append(chunk)
-                if not chunk.last:
+                with lock:
+                    if not pending:
+                        raise HeatmapError(
+                            grpc.StatusCode.DATA_LOSS, "reply: a chunk for no request in flight"
+                        )
+                    current = pending[0]
+                result = current.feed(chunk)
+                if result is None:
                     continue
                 with lock:
-                    result_options = pending.pop(0)
-                result = result_from_chunks(chunks, **result_options)
-                chunks = []
+                    pending.pop(0)
                 slots.release()
                 yield result
             if request_errors:

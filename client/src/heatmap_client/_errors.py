@@ -1,23 +1,59 @@
-"""The one exception the client raises."""
+"""The exception the client raises for a failed call."""
 
 from __future__ import annotations
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 
 __all__ = ["HeatmapError"]
 
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def _field_at_fault(error: grpc.RpcError) -> str | None:
+    """The request field a server's ``google.rpc.BadRequest`` names, if it sent one."""
+    trailers = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for key, value in trailers or ():
+        if key != _DETAILS_KEY:
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            return None
+        for detail in status.details:
+            bad_request = error_details_pb2.BadRequest()
+            if detail.Unpack(bad_request) and bad_request.field_violations:
+                return bad_request.field_violations[0].field
+    return None
+
 
 class HeatmapError(Exception):
-    """A failed call: ``code`` is the ``grpc.StatusCode``, ``message`` the server's explanation
-    (for bad input it starts with the field at fault, e.g. ``"sigma: must be ..."``)."""
+    """A failed call.
 
-    def __init__(self, code: grpc.StatusCode, message: str):
+    Attributes:
+        code: the ``grpc.StatusCode``.
+        message: the server's explanation; for bad input it names the argument at fault in the
+            caller's own words (``"size: must be > 0"`` where the request field was ``height``).
+        argument: that argument (``size``, ``sigma``, ``input_size``, ...), or None.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str, argument: str | None = None):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.argument = argument
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError) -> HeatmapError:
         code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
-        details = error.details() if hasattr(error, "details") else str(error)
-        return cls(code or grpc.StatusCode.UNKNOWN, details or "")
+        details = (error.details() if hasattr(error, "details") else str(error)) or ""
+        # Imported here: the wire's reply decoding raises this class, so it loads before the wire.
+        from .wire.vocabulary import ARGUMENT_OF_FIELD
+
+        field = _field_at_fault(error)
+        argument = None
+        if field is not None:
+            argument = ARGUMENT_OF_FIELD.get(field, field)
+            details = details.replace(f"{field}: ", f"{argument}: ", 1)
+        return cls(code or grpc.StatusCode.UNKNOWN, details, argument)

@@ -26,10 +26,11 @@ from heatmap.v1 import heatmap_pb2 as pb
 
 from . import __version__
 from .auth import BearerTokenInterceptor, read_token
+from .batching import Batcher
 from .health import HealthService
 from .metrics import Metrics
+from .process import LISTENING
 from .service import HeatmapRendererService, ServiceLimits, add_to_server
-from .batching import Batcher
 
 __all__ = [
     "ServerConfig",
@@ -251,7 +252,7 @@ async def serve(config: ServerConfig) -> None:
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "heatmap-server %s listening on %s:%d (device %s, %s%s)",
+        LISTENING,
         __version__, config.host, port, device, "TLS" if credentials else "plaintext",
         ", token required" if interceptors else "",
     )

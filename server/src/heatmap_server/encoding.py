@@ -15,8 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from heatmap.v1 import heatmap_pb2 as pb
-from heatmap_client._codecs import Codec, payload_crc32
+from heatmap_client.wire import Codec, payload_crc32
 
 __all__ = ["MIN_SLAB_BYTES", "EncodedPayload", "encode_payload", "encode_reply", "slabs"]
 
@@ -50,7 +49,7 @@ def encode_payload(codec: Codec, arrays: list[np.ndarray], chunk_bytes: int) -> 
 def slabs(codec: Codec, arrays: list[np.ndarray], workers: int) -> list[np.ndarray] | None:
     """The dense tensor cut into at most ``workers`` slabs of at least ``MIN_SLAB_BYTES``, one
     zstd frame each; None when a single frame is the better choice."""
-    if codec.proto != pb.CODEC_ZSTD or len(arrays) != 1 or workers < 2:
+    if codec.name != "zstd" or len(arrays) != 1 or workers < 2:
         return None
     flat = arrays[0].reshape(-1)
     count = min(workers, flat.nbytes // MIN_SLAB_BYTES)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heatmap.v1 import heatmap_pb2 as pb
+from .vocabulary import DTYPE_NAMES
 
 __all__ = [
     "DTYPES",
@@ -24,37 +24,50 @@ __all__ = [
 
 @dataclass(frozen=True)
 class WireDType:
-    """A heatmap element type as it travels: its proto value, name and little-endian storage."""
+    """A heatmap element type as it travels.
 
-    proto: int
+    Attributes:
+        name: as users write it (``DTYPE_NAMES``); ``proto`` its enum value.
+        storage: the little-endian numpy dtype of the bytes (bfloat16: its ``uint16`` bits).
+        render_as: the floating dtype the renderer produces before conversion (fixed point renders
+            in float32 and is quantised from it).
+        scale: ``v = q / scale`` for fixed point; None for floating types.
+    """
+
     name: str
     storage: np.dtype
-    # v = q / scale for fixed point; None for floating types.
+    render_as: str
     scale: int | None = None
+
+    @property
+    def proto(self) -> int:
+        return DTYPE_NAMES.proto(self.name)
 
     @property
     def itemsize(self) -> int:
         return self.storage.itemsize
 
 
-DTYPES: dict[int, WireDType] = {
-    pb.DTYPE_FLOAT32: WireDType(pb.DTYPE_FLOAT32, "float32", np.dtype("<f4")),
-    pb.DTYPE_FLOAT16: WireDType(pb.DTYPE_FLOAT16, "float16", np.dtype("<f2")),
-    pb.DTYPE_BFLOAT16: WireDType(pb.DTYPE_BFLOAT16, "bfloat16", np.dtype("<u2")),
-    pb.DTYPE_UINT16: WireDType(pb.DTYPE_UINT16, "uint16", np.dtype("<u2"), scale=65535),
-    pb.DTYPE_UINT8: WireDType(pb.DTYPE_UINT8, "uint8", np.dtype("u1"), scale=255),
-}
-DTYPES[pb.DTYPE_UNSPECIFIED] = DTYPES[pb.DTYPE_FLOAT32]
-
-_BY_NAME = {wire.name: wire for wire in DTYPES.values()}
+_WIRE_DTYPES = (
+    WireDType("float32", np.dtype("<f4"), "float32"),
+    WireDType("float16", np.dtype("<f2"), "float16"),
+    WireDType("bfloat16", np.dtype("<u2"), "bfloat16"),
+    WireDType("uint16", np.dtype("<u2"), "float32", scale=65535),
+    WireDType("uint8", np.dtype("u1"), "float32", scale=255),
+)
+_BY_NAME = {wire.name: wire for wire in _WIRE_DTYPES}
+# By proto value, UNSPECIFIED (0) included.
+DTYPES: dict[int, WireDType] = {0: _BY_NAME[DTYPE_NAMES.default]}
+DTYPES.update({wire.proto: wire for wire in _WIRE_DTYPES})
 
 
 def dtype_by_name(name: str) -> WireDType:
-    """The wire dtype called ``name`` (``float32``, ``float16``, ``bfloat16``, ``uint16``, ``uint8``)."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise ValueError(f"dtype: expected one of {', '.join(_BY_NAME)}, got {name!r}") from None
+    """The wire dtype called ``name`` (``float32``, ``float16``, ``bfloat16``, ``uint16``, ``uint8``).
+
+    Raises:
+        ArgumentError: a ``ValueError`` naming ``dtype``.
+    """
+    return DTYPES[DTYPE_NAMES.proto(name)]
 
 
 def _bfloat16_bits(values: np.ndarray) -> np.ndarray:

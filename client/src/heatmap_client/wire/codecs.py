@@ -20,27 +20,24 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import zstandard
 
-from heatmap.v1 import heatmap_pb2 as pb
+from .vocabulary import CODEC_NAMES
 
 __all__ = [
     "CODECS",
     "Codec",
     "CodecError",
     "codec_by_name",
-    "has_frame_checksum",
     "payload_crc32",
     "rebuild_dense",
 ]
 
 ZSTD_LEVEL = 3
-_FRAME_HEADER_MAX = 18  # bytes: magic number and the largest zstd frame header
 
 
 class CodecError(ValueError):
@@ -74,20 +71,6 @@ def payload_crc32(pieces: Iterable[bytes | memoryview]) -> int:
     for piece in pieces:
         crc = zlib.crc32(piece, crc)
     return crc
-
-
-def has_frame_checksum(pieces: Iterable[bytes | memoryview]) -> bool:
-    """Whether a zstd payload's frame carries its own content checksum, which zstd verifies while
-    decoding: replies from servers that predate ``payload_crc32`` have one."""
-    head = b""
-    for piece in pieces:
-        head += bytes(piece[: _FRAME_HEADER_MAX - len(head)])
-        if len(head) == _FRAME_HEADER_MAX:
-            break
-    try:
-        return bool(zstandard.get_frame_parameters(head).has_checksum)
-    except zstandard.ZstdError:
-        return False
 
 
 def _byte_view(array: np.ndarray) -> memoryview:
@@ -167,37 +150,38 @@ def _decode_zstd(pieces: Iterable[bytes], outs: Sequence[np.ndarray]) -> None:
 
 @dataclass(frozen=True)
 class Codec:
-    """A wire codec: its proto value, name, the packing pair, whether it ships profiles and
-    whether its payload travels with a CRC-32."""
+    """A wire codec: its name, the packing pair, whether it ships profiles and whether its
+    payload travels with a CRC-32."""
 
-    proto: int
     name: str
     encode: Callable[[Sequence[np.ndarray]], bytes | memoryview]
     decode: Callable[[Iterable[bytes], Sequence[np.ndarray]], None]
     separable: bool = False
     checksummed: bool = False
 
+    @property
+    def proto(self) -> int:
+        return CODEC_NAMES.proto(self.name)
 
-CODECS: dict[int, Codec] = {
-    pb.CODEC_ZSTD: Codec(pb.CODEC_ZSTD, "zstd", _encode_zstd, _decode_zstd, checksummed=True),
+
+_CODECS = (
+    Codec("zstd", _encode_zstd, _decode_zstd, checksummed=True),
     # Raw bytes are as large as the tensor: a CRC would cost more than TCP and TLS already check.
-    pb.CODEC_NONE: Codec(pb.CODEC_NONE, "none", _encode_raw, _decode_raw),
-    pb.CODEC_SEPARABLE: Codec(
-        pb.CODEC_SEPARABLE, "separable", _encode_zstd, _decode_zstd, separable=True,
-        checksummed=True,
-    ),
-}
-CODECS[pb.CODEC_UNSPECIFIED] = CODECS[pb.CODEC_ZSTD]
-
-_BY_NAME = {codec.name: codec for codec in CODECS.values()}
+    Codec("none", _encode_raw, _decode_raw),
+    Codec("separable", _encode_zstd, _decode_zstd, separable=True, checksummed=True),
+)
+# By proto value, UNSPECIFIED (0) included.
+CODECS: dict[int, Codec] = {0: next(c for c in _CODECS if c.name == CODEC_NAMES.default)}
+CODECS.update({codec.proto: codec for codec in _CODECS})
 
 
 def codec_by_name(name: str) -> Codec:
-    """The codec called ``name`` (``zstd``, ``none``, ``separable``)."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise ValueError(f"codec: expected one of {', '.join(_BY_NAME)}, got {name!r}") from None
+    """The codec called ``name`` (``zstd``, ``none``, ``separable``).
+
+    Raises:
+        ArgumentError: a ``ValueError`` naming ``codec``.
+    """
+    return CODECS[CODEC_NAMES.proto(name)]
 
 
 def rebuild_dense(rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

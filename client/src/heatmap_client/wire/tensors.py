@@ -9,6 +9,8 @@ import numpy as np
 
 from heatmap.v1 import heatmap_pb2 as pb
 
+from .vocabulary import ArgumentError
+
 __all__ = [
     "FLOAT32_LE",
     "array_from_tensor",
@@ -23,7 +25,7 @@ def tensor_from_array(array: Any, name: str) -> pb.Tensor:
     try:
         values = np.ascontiguousarray(array, dtype=FLOAT32_LE)
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected numbers, got {type(array).__name__}") from None
+        raise ArgumentError(name, f"expected numbers, got {type(array).__name__}") from None
     return pb.Tensor(shape=values.shape, data=values.tobytes())
 
 
@@ -31,19 +33,22 @@ def array_from_tensor(tensor: pb.Tensor, name: str) -> np.ndarray:
     """Unpacks a float32 ``Tensor`` message into a fresh, writable array.
 
     Raises:
-        ValueError: naming ``name`` when the shape is negative or the byte count does not match it.
+        ArgumentError: a ``ValueError`` naming ``name`` when the shape is negative or the byte
+            count does not match it.
     """
     shape = tuple(tensor.shape)
     if any(side < 0 for side in shape):
-        raise ValueError(f"{name}.shape: sides must be >= 0, got {list(shape)}")
+        raise ArgumentError(name, f"sides must be >= 0, got {list(shape)}", at=f"{name}.shape")
     expected = math.prod(shape) * FLOAT32_LE.itemsize  # Python ints: a huge shape cannot wrap
     if len(tensor.data) != expected:
-        raise ValueError(
-            f"{name}.data: {len(tensor.data)} bytes do not match shape {list(shape)} "
-            f"({expected} bytes of float32)"
+        raise ArgumentError(
+            name,
+            f"{len(tensor.data)} bytes do not match shape {list(shape)} "
+            f"({expected} bytes of float32)",
+            at=f"{name}.data",
         )
     try:
         values = np.frombuffer(tensor.data, dtype=FLOAT32_LE).reshape(shape)
     except ValueError:  # an empty tensor with sides numpy cannot index, e.g. (0, 2**62, 2)
-        raise ValueError(f"{name}.shape: {list(shape)} is too large") from None
+        raise ArgumentError(name, f"{list(shape)} is too large", at=f"{name}.shape") from None
     return values.astype(np.float32)

@@ -1,0 +1,90 @@
+"""What a render returns: dense heatmaps (:class:`RenderResult`) or the profiles they are the
+outer product of (:class:`ProfilesResult`), with the server's :class:`Timings`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .wire.codecs import rebuild_dense
+
+__all__ = ["ProfilesResult", "RenderResult", "Timings"]
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Server-side microseconds for one request, and how many requests shared its device call."""
+
+    queue_us: int
+    render_us: int
+    encode_us: int
+    total_us: int
+    coalesced_requests: int
+
+
+@dataclass
+class RenderResult:
+    """One rendered batch.
+
+    Attributes:
+        heatmaps: ``(B, K, H, W)`` numpy array, float32 unless ``keep_dtype`` was asked for; then
+            the wire storage: float16 as float16, ``uint16`` / ``uint8`` fixed point as those
+            integers (``v = q / 65535`` or ``q / 255``), and bfloat16 as its raw ``uint16`` bits
+            (numpy has no bfloat16; :meth:`to_torch` views them as ``torch.bfloat16``).
+        weights: float32 ``(B, K)`` or ``(B, N, K)``.
+        dtype: the wire dtype's name.
+        timings: the server's :class:`Timings`.
+        wire_bytes: payload bytes received for the heatmaps.
+    """
+
+    heatmaps: np.ndarray
+    weights: np.ndarray
+    dtype: str
+    timings: Timings
+    wire_bytes: int
+    request_id: int = field(default=0)
+
+    def to_torch(self):
+        """``(heatmaps, weights)`` as torch tensors sharing memory (bfloat16 bits become bfloat16)."""
+        try:
+            import torch
+        except ImportError:
+            raise ImportError("to_torch() needs torch: pip install 'heatmap-client[torch]'") from None
+        heatmaps = torch.from_numpy(self.heatmaps)
+        if self.dtype == "bfloat16" and self.heatmaps.dtype == np.uint16:
+            heatmaps = heatmaps.view(torch.bfloat16)
+        return heatmaps, torch.from_numpy(self.weights)
+
+
+@dataclass
+class ProfilesResult:
+    """One batch as its 1D profiles: ``heatmap[b, k] = max_n rows[b, n, k, :, None] *
+    cols[b, n, k, None, :]``.
+
+    Attributes:
+        rows: ``(B, N, K, H)`` float32; ``N`` is 1 for ``(B, K, 2)`` keypoints.
+        cols: ``(B, N, K, W)`` float32.
+        weights: float32 ``(B, K)`` or ``(B, N, K)``, as :class:`RenderResult`'s.
+        timings: the server's :class:`Timings`.
+        wire_bytes: payload bytes received for the profiles.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    weights: np.ndarray
+    timings: Timings
+    wire_bytes: int
+    request_id: int = field(default=0)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(B, K, H, W)`` of the dense heatmaps."""
+        batch, _, keypoints, height = self.rows.shape
+        return batch, keypoints, height, self.cols.shape[-1]
+
+    def dense(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The dense float32 heatmaps ``(B, K, H, W)``, equal to ``render(...)``'s bit for bit."""
+        if out is not None and (out.shape != self.shape or out.dtype != np.float32):
+            raise ValueError(f"out: expected a float32 array of shape {self.shape}")
+        return rebuild_dense(self.rows, self.cols, out)

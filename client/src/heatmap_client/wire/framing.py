@@ -1,0 +1,131 @@
+"""Reply framing, both directions: a reply's chunks out (server) and in (client).
+
+A reply is ``header chunk ... last chunk``: the first chunk carries the :class:`TensorHeader`,
+every chunk up to ``chunk_bytes`` of payload, the last one the weights and timings. The server
+builds chunks with :func:`reply_chunks` as gRPC takes them; the client reads them with
+:func:`collect_reply`, which stops as soon as the payload outgrows what the header announced or
+what the request can need, so no server can make it hold more than that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from heatmap.v1 import heatmap_pb2 as pb
+
+__all__ = [
+    "FramingError",
+    "Reply",
+    "ReplyReader",
+    "collect_reply",
+    "compressed_bound",
+    "reply_chunks",
+]
+
+
+class FramingError(ValueError):
+    """Chunks that do not make one well-formed reply."""
+
+
+def reply_chunks(
+    request_id: int,
+    header: pb.TensorHeader,
+    pieces: Sequence[bytes | memoryview],
+    weights: pb.Tensor,
+    timings: pb.Timings,
+) -> Iterator[pb.RenderChunk]:
+    """The chunks of one reply, made one at a time (a consumer that stops reading holds one).
+
+    ``pieces`` are the payload cut to the chunk size; an empty payload still makes one chunk, the
+    one that carries header, weights and timings.
+    """
+    count = max(len(pieces), 1)
+    for index in range(count):
+        chunk = pb.RenderChunk(request_id=request_id, data=bytes(pieces[index]) if pieces else b"")
+        if index == 0:
+            chunk.header.CopyFrom(header)
+        if index == count - 1:
+            chunk.last = True
+            chunk.weights.CopyFrom(weights)
+            chunk.timings.CopyFrom(timings)
+        yield chunk
+
+
+def compressed_bound(decoded_bytes: int) -> int:
+    """Most payload bytes a compressed encoding of ``decoded_bytes`` may take (zstd's own bound,
+    ~0.4% plus a frame's overhead, with room for the frames of a slab-parallel encoding)."""
+    return decoded_bytes + (decoded_bytes >> 7) + (64 << 10)
+
+
+@dataclass
+class Reply:
+    """One reply's framing: its header, payload pieces in order and last chunk."""
+
+    header: pb.TensorHeader
+    pieces: list[bytes]
+    last: pb.RenderChunk
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(len(piece) for piece in self.pieces)
+
+
+class ReplyReader:
+    """Reads one reply chunk by chunk, from a blocking or an asyncio loop alike.
+
+    Args:
+        max_payload_bytes: the most payload the request can need; a header that announces more,
+            or chunks that deliver more than announced, fail at once, before more is read.
+    """
+
+    def __init__(self, max_payload_bytes: int):
+        self.max_payload_bytes = max_payload_bytes
+        self._header: pb.TensorHeader | None = None
+        self._pieces: list[bytes] = []
+        self._received = 0
+
+    def feed(self, chunk: pb.RenderChunk) -> Reply | None:
+        """Takes the next chunk; returns the whole :class:`Reply` once ``chunk`` is its last.
+
+        Raises:
+            FramingError: a missing header, or a payload over either bound.
+        """
+        header = self._header
+        if header is None:
+            if not chunk.HasField("header"):
+                raise FramingError("reply: first chunk has no header")
+            header = self._header = chunk.header
+            if header.payload_bytes > self.max_payload_bytes:
+                raise FramingError(
+                    f"reply: header announces {header.payload_bytes} payload bytes, more than "
+                    f"the {self.max_payload_bytes} the request can need"
+                )
+        self._received += len(chunk.data)
+        if self._received > header.payload_bytes:
+            raise FramingError(
+                f"reply: payload exceeds the {header.payload_bytes} bytes the header announced"
+            )
+        self._pieces.append(chunk.data)
+        if not chunk.last:
+            return None
+        if self._received != header.payload_bytes:
+            raise FramingError(
+                f"reply: received {self._received} payload bytes, header announced "
+                f"{header.payload_bytes}"
+            )
+        return Reply(header, self._pieces, chunk)
+
+
+def collect_reply(chunks: Iterable[pb.RenderChunk], max_payload_bytes: int) -> Reply:
+    """Reads one reply's chunks up to and including its last (see :class:`ReplyReader`).
+
+    Raises:
+        FramingError: as :meth:`ReplyReader.feed`, or when the chunks end before the last one.
+    """
+    reader = ReplyReader(max_payload_bytes)
+    for chunk in chunks:
+        reply = reader.feed(chunk)
+        if reply is not None:
+            return reply
+    raise FramingError("reply: stream ended before its last chunk")

@@ -1,0 +1,70 @@
+"""What travels between the service, the batcher and the device: a checked render job, and its
+rendered host arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from heatmap_client.wire import Codec, WireDType
+
+from .buffers import Lease
+from .render import RenderArgs
+
+__all__ = ["RenderJob", "Rendered"]
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One request's checked render arguments and everything its reply needs.
+
+    ``args`` carries the render dtype (``wire.render_as``); ``wire`` is the storage on the wire
+    (fixed point renders in float32 and is quantised); a ``codec.separable`` job renders profiles
+    only.
+    """
+
+    args: RenderArgs
+    wire: WireDType
+    codec: Codec
+    request_id: int
+    arrived: float
+
+    @property
+    def separable(self) -> bool:
+        return self.codec.separable
+
+    @property
+    def key(self) -> tuple:
+        """Jobs with equal keys can be rendered as one batch (concatenated along B)."""
+        args = self.args
+        _, instances, keypoints, _ = args.keypoints.shape
+        return (
+            args.size, args.sigmas, args.method, args.coords, args.input_size, args.dtype,
+            args.has_instances, instances, keypoints, self.wire.name, self.separable,
+        )
+
+    @property
+    def keypoint_count(self) -> int:
+        return self.args.keypoints.shape[:3].numel()
+
+
+@dataclass
+class Rendered:
+    """Host arrays for a codec (the dense tensor, or rows then cols), weights and timings.
+
+    Call :meth:`release` once the arrays are encoded: they may be views of a pooled buffer.
+    """
+
+    arrays: list[np.ndarray]
+    weights: np.ndarray
+    instances: int
+    queue_us: int
+    render_us: int
+    coalesced_requests: int
+    lease: Lease | None = None
+
+    def release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None

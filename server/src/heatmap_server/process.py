@@ -1,0 +1,101 @@
+"""``heatmap-server serve`` in a child process: started, waited for, and stopped as an operator
+would, for tests, benchmarks and scripts that need a real server on loopback.
+
+The server's start-up line (``... listening on HOST:PORT ...``, written by :mod:`.app`) carries the
+port it bound, so ``--port 0`` works: the port is read from the log, never guessed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+__all__ = ["LISTENING", "ServerProcess", "listening_port"]
+
+# The start-up line's format: app.serve logs it, and only that line matches.
+LISTENING = "heatmap-server %s listening on %s:%d (device %s, %s%s)"
+_LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
+
+
+def listening_port(line: str) -> int | None:
+    """The port in a server's start-up log line, or None for any other line."""
+    match = _LISTENING_LINE.search(line)
+    return int(match.group(2)) if match else None
+
+
+class ServerProcess:
+    """``python -m heatmap_server serve --host 127.0.0.1 --port 0 *flags`` until :meth:`stop`.
+
+    Attributes:
+        target: ``127.0.0.1:PORT``; ``port``, ``pid`` and the log ``lines`` (stderr) so far.
+
+    Raises:
+        RuntimeError: with the log, when the server exits or does not listen within ``timeout``.
+    """
+
+    def __init__(
+        self, flags: list[str], *, env: dict[str, str] | None = None, timeout: float = 60.0
+    ):
+        self.command = [sys.executable, "-m", "heatmap_server", "serve", "--host", "127.0.0.1",
+                        "--port", "0", *flags]
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[str] = []
+        found = threading.Event()
+        ports: list[int] = []
+
+        def drain() -> None:
+            try:
+                for line in self.process.stderr:
+                    self.lines.append(line.rstrip())
+                    port = listening_port(line)
+                    if port is not None and not ports:
+                        ports.append(port)
+                        found.set()
+            except (OSError, ValueError):
+                pass  # the pipe was closed by stop()
+            found.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not found.wait(0.1):
+            if time.monotonic() > deadline:
+                self.stop(signal.SIGKILL)
+                raise RuntimeError("server did not start in time:\n" + self.log)
+        if not ports:
+            self.stop()
+            raise RuntimeError("server exited before listening:\n" + self.log)
+        self.port = ports[0]
+        self.target = f"127.0.0.1:{self.port}"
+        self.pid = self.process.pid
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Sends ``sig`` (SIGTERM: the graceful shutdown) and waits; kills after ``timeout``.
+        Returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        return self.process.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
