@@ -239,4 +239,4 @@ def test_separable_keep_dtype_expands_in_half(client):
 
 def test_separable_server_errors_reach_the_loader(client):
     with pytest.raises(HeatmapError, match="sigma"):
-        HeatmapCollate(client, size=SIZE, sigma=-1.0, output="separable")([_sample(0)])
+        HeatmapCollate(client, size=SIZE, sigma=100.0, output="separable")([_sample(0)])

@@ -14,12 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._codecs import codec_by_name
-from .._dtypes import dequantize, dtype_by_name, quantize
+from ..options import RenderOptions
+from ..wire.dtypes import dequantize, dtype_by_name, quantize
 
 __all__ = ["LocalRenderer", "LocalResult"]
-
-_FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def _renderer():
@@ -85,14 +83,16 @@ class LocalRenderer:
     ) -> LocalResult:
         """Dense heatmaps, with the values and dtypes :meth:`HeatmapClient.render` would return.
 
-        ``codec`` and ``timeout`` are checked and otherwise have nothing to do here: every codec
-        is lossless, and nothing travels. ``dtype`` is rounded to as the wire would round it.
+        The options are checked as the client checks them (:class:`RenderOptions`); ``codec``
+        and ``timeout`` have nothing else to do here: every codec is lossless, and nothing
+        travels. ``dtype`` is rounded to as the wire would round it.
         """
         del timeout
-        codec_by_name(codec)
+        RenderOptions(size=size, sigma=sigma, method=method, coords=coords,
+                      input_size=input_size, dtype=dtype, codec=codec)
         wire = dtype_by_name(dtype)
         render = _renderer()
-        float_dtype = _FLOAT_DTYPES.get(wire.name, torch.float32)
+        float_dtype = getattr(torch, wire.render_as)  # fixed point renders in float32
         result = render.render_heatmaps(
             keypoints, size, sigma, method=method, coords=coords, input_size=input_size,
             visibility=visibility, dtype=float_dtype,
@@ -120,6 +120,8 @@ class LocalRenderer:
     ) -> LocalResult:
         """The profiles ``rows (B, N, K, H)`` and ``cols (B, N, K, W)`` and the weights."""
         del timeout
+        RenderOptions(size=size, sigma=sigma, method=method, coords=coords,
+                      input_size=input_size)
         profiles = _renderer().render_profiles(
             keypoints, size, sigma, method=method, coords=coords, input_size=input_size,
             visibility=visibility,
