@@ -287,7 +287,8 @@ def print_report(results: list[dict], checks: list[dict], meta: dict) -> None:
     print(f"# bench/loader.py  {meta['date']}  commit {meta['commit']}")
     print(f"# {meta['cpu']} ({meta['cores']} cores), torch {meta['torch']}, training device "
           f"{meta['device']}, server {meta['server_device']}, {WORKERS} workers, "
-          f"pin_memory={meta['pin_memory']}")
+          f"pin_memory={meta['pin_memory']}, load average {meta['load_average']['start'][0]:.1f}"
+          f" at the start, {meta['load_average']['end'][0]:.1f} at the end")
     header = (f"{'scen':<5}{'mode':<17}{'worker CPU':>11}{'main CPU':>10}{'to device':>12}"
               f"{'samples/s':>11}  description")
     print("\n" + header + "\n" + f"{'':<22}{'ms/batch':>11}{'ms/batch':>10}{'bytes':>12}")
@@ -358,7 +359,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
     torch.set_num_threads(args.main_threads)
-    started = time.perf_counter()
+    started, load_at_start = time.perf_counter(), os.getloadavg()
     server = Server("loader bench", ["--device", args.server_device])
     results: list[dict] = []
     try:
@@ -390,6 +391,7 @@ def main(argv=None) -> int:
         "server_device": info.device, "pin_memory": device.type == "cuda",
         "workers": WORKERS, "main_threads": args.main_threads, "seconds_per_row": args.seconds,
         "elapsed_s": time.perf_counter() - started,
+        "load_average": {"start": load_at_start, "end": os.getloadavg()},
     }
     checks = evaluate(results)
     print_report(results, checks, meta)
