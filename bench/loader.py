@@ -14,6 +14,7 @@ K=133, 96x72; msra, sigma 2), five modes and a sixth:
   service_sep_cli  workers: the service, separable on the wire, expanded in the workers
   service_sep_dev  workers: the service, output="separable"; expanded on the training device
   local_sep_dev    workers: our renderer's profiles, HeatmapCollate("local", output="separable")
+  no_targets       workers: default_collate alone; the DataLoader's own cost, for scale
 
 Columns, all from one run: worker CPU ms per batch (each worker's time.process_time when it hands
 over a batch, differenced over the timed batches, all threads of the process: collate, render or
@@ -41,6 +42,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +70,7 @@ MODES = {
     "service_sep_cli": "service, separable, expanded in workers",
     "service_sep_dev": "service, separable, expanded on device",
     "local_sep_dev": "workers: our profiles, expanded on device",
+    "no_targets": "workers: no targets, the loader's floor",
 }
 SERVER_MODES = ("service_dense", "service_sep_dev")
 WORKERS = 2
@@ -158,7 +161,21 @@ class StampedCollate:
         return batch
 
 
+class NoTargets:
+    """``default_collate`` and all-zero stand-ins the step can move: the DataLoader's floor."""
+
+    def __init__(self, sc: Scenario):
+        self.targets = torch.zeros((1, 1)), torch.ones(sc.batch, sc.keypoints)
+
+    def __call__(self, samples: list[dict]) -> dict:
+        batch = default_collate(samples)
+        batch["heatmaps"], batch["heatmap_weights"] = self.targets
+        return batch
+
+
 def make_collate(mode: str, sc: Scenario, source: HeatmapClient | str):
+    if mode == "no_targets":
+        return NoTargets(sc)
     if mode == "mmpose_loop":
         return MmposeLoopCollate(sc)
     options = {"size": sc.size, "sigma": sc.sigma, "method": sc.method, "coords": sc.coords}
@@ -199,6 +216,8 @@ def check_batch(mode: str, sc: Scenario, batch: dict, heatmaps: torch.Tensor) ->
                             coords=sc.coords,
                             visibility=None if mode == "mmpose_loop" else batch["visibility"])
     got = heatmaps.cpu()
+    if mode == "no_targets":
+        return
     if mode == "mmpose_loop":
         diff = float((got - local.heatmaps).abs().max())
         if not diff <= LOOP_TOLERANCE:
@@ -210,21 +229,19 @@ def check_batch(mode: str, sc: Scenario, batch: dict, heatmaps: torch.Tensor) ->
 
 def run_row(mode: str, sc: Scenario, samples, source, device: torch.device, workers: int,
             seconds: float, min_batches: int, server_pid: int | None) -> dict:
-    """One DataLoader for about ``seconds`` after warm-up; the row's numbers."""
+    """One DataLoader for about ``seconds`` after warm-up: the row's sums (see :func:`summarize`)."""
     dataset = PoseSamples(*samples, length=sc.batch * 1_000_000)
     loader = DataLoader(dataset, batch_size=sc.batch, num_workers=workers,
                         collate_fn=StampedCollate(make_collate(mode, sc, source)),
                         pin_memory=device.type == "cuda", multiprocessing_context="fork",
                         timeout=120)
     batches = iter(loader)
-    reference: dict[int, tuple[float, int]] = {}  # pid -> (cpu at its first timed batch, count)
-    latest: dict[int, tuple[float, int]] = {}
-    warmup = 2 * workers + 2
-    for _ in range(warmup):
+    reference: dict[int, float] = {}  # pid -> its CPU seconds at its first timed batch
+    latest: dict[int, tuple[float, int]] = {}  # pid -> (CPU seconds, batches since reference)
+    for _ in range(2 * workers + 2):  # warm-up: every worker's first batches, the channel, caches
         batch = next(batches)
         heatmaps, _ = to_device(batch, device)
     check_batch(mode, sc, batch, heatmaps)
-    device_bytes = batch["heatmaps"].nbytes
     count = 0
     server0 = proc_cpu_s(server_pid) if server_pid else 0.0
     main0, wall0 = time.process_time(), time.perf_counter()
@@ -232,29 +249,60 @@ def run_row(mode: str, sc: Scenario, samples, source, device: torch.device, work
         batch = next(batches)
         to_device(batch, device)
         pid, cpu = batch["worker_pid"], batch["worker_cpu_s"]
-        seen = latest.get(pid, (cpu, -1))[1] + 1
-        reference.setdefault(pid, (cpu, 0))
-        latest[pid] = (cpu, seen)
+        reference.setdefault(pid, cpu)
+        latest[pid] = (cpu, latest[pid][1] + 1 if pid in latest else 0)
         count += 1
         if count >= min_batches and time.perf_counter() - wall0 >= seconds:
             break
-    wall = time.perf_counter() - wall0
-    main_cpu = time.process_time() - main0
-    server_cpu = proc_cpu_s(server_pid) - server0 if server_pid else None
-    del batches  # stops the workers
-    worker_cpu = sum(latest[pid][0] - reference[pid][0] for pid in latest)
-    worker_batches = sum(latest[pid][1] for pid in latest)
-    row = {
+    sums = {
+        "wall_s": time.perf_counter() - wall0,
+        "main_cpu_s": time.process_time() - main0,
+        "server_cpu_s": proc_cpu_s(server_pid) - server0 if server_pid else 0.0,
         "batches": count,
-        "worker_cpu_ms_per_batch": worker_cpu * 1e3 / max(worker_batches, 1),
-        "main_cpu_ms_per_batch": main_cpu * 1e3 / count,
-        "device_bytes_per_batch": int(device_bytes),
-        "samples_per_s": count * sc.batch / wall,
-        "wall_s": wall,
+        "worker_cpu_s": sum(latest[pid][0] - reference[pid] for pid in latest),
+        "worker_batches": sum(seen for _, seen in latest.values()),
+        "device_bytes_per_batch": int(batch["heatmaps"].nbytes),
     }
-    if server_cpu is not None:
-        row["server_cpu_ms_per_batch"] = server_cpu * 1e3 / count
-    return row
+    del batches  # stops the workers
+    return sums
+
+
+def summarize(rounds: list[dict], sc: Scenario) -> dict:
+    """A row's numbers from its rounds' sums: CPU per batch over all of them together."""
+    total = {key: sum(r[key] for r in rounds) for key in rounds[0] if key != "device_bytes_per_batch"}
+    return {
+        "rounds": len(rounds),
+        "batches": total["batches"],
+        "worker_cpu_ms_per_batch": total["worker_cpu_s"] * 1e3 / max(total["worker_batches"], 1),
+        "main_cpu_ms_per_batch": total["main_cpu_s"] * 1e3 / total["batches"],
+        "device_bytes_per_batch": rounds[0]["device_bytes_per_batch"],
+        "samples_per_s": total["batches"] * sc.batch / total["wall_s"],
+        "server_cpu_ms_per_batch": total["server_cpu_s"] * 1e3 / total["batches"],
+        "wall_s": total["wall_s"],
+    }
+
+
+def run_scenario(sc: Scenario, args, client: HeatmapClient, device: torch.device,
+                 server_pid: int) -> dict:
+    """Every mode in ``args.rounds`` interleaved rounds (so that a change in the machine's load
+    falls on all of them), then the server rows."""
+    samples = synthesize(sc, ANNOTATIONS)
+    min_batches = 4 if args.quick else 8
+    seconds = args.seconds / args.rounds
+    sums: dict[str, list[dict]] = {mode: [] for mode in args.modes}
+    for _ in range(args.rounds):
+        for mode in args.modes:
+            sums[mode].append(run_row(mode, sc, samples, client, device, WORKERS, seconds,
+                                      min_batches, server_pid))
+    result = {"scenario": {"name": sc.name, "label": sc.label, "shape": sc.shape},
+              "stats": {mode: summarize(rounds, sc) for mode, rounds in sums.items()}}
+    if not args.no_server_rows:
+        result["server"] = {
+            mode: summarize([run_row(mode, sc, samples, client, device, SERVER_LOADERS,
+                                     args.seconds, min_batches, server_pid)], sc)
+            for mode in SERVER_MODES
+        }
+    return result
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -333,7 +381,10 @@ def parse_args(argv):
     parser.add_argument("--png", help="write bar charts here")
     parser.add_argument("--quick", action="store_true", help="short rows (a smoke run)")
     parser.add_argument("--seconds", type=float, default=None,
-                        help="timed seconds per row (default 2.5; 0.5 with --quick)")
+                        help="timed seconds per row, over all rounds (default 3; 0.5 with --quick)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds of the modes per scenario (default 2; 1 with "
+                        "--quick)")
     parser.add_argument("--device", default="auto", help="training device: auto, cpu, cuda[:N]")
     parser.add_argument("--server-device", default="auto", help="the server's --device")
     parser.add_argument("--main-threads", type=int, default=1,
@@ -349,7 +400,11 @@ def parse_args(argv):
     if not args.modes or any(m not in MODES for m in args.modes):
         parser.error(f"--modes: choose from {','.join(MODES)}")
     if args.seconds is None:
-        args.seconds = 0.5 if args.quick else 2.5
+        args.seconds = 0.5 if args.quick else 3.0
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 2
+    if args.rounds < 1 or args.seconds <= 0:
+        parser.error("--rounds must be >= 1 and --seconds > 0")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     return args
@@ -357,6 +412,8 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # The server rows run more loader processes than this machine has cores, on purpose.
+    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
     device = torch.device(args.device)
     torch.set_num_threads(args.main_threads)
     started, load_at_start = time.perf_counter(), os.getloadavg()
@@ -365,21 +422,9 @@ def main(argv=None) -> int:
     try:
         client = HeatmapClient(server.target, timeout=60)
         info = client.info()  # the workers inherit a client that was used, as a loader's would be
-        min_batches = 4 if args.quick else 10
         for name in args.scenarios:
-            sc, t0 = SCENARIOS[name], time.perf_counter()
-            samples = synthesize(sc, ANNOTATIONS)
-            stats = {mode: run_row(mode, sc, samples, client, device, WORKERS, args.seconds,
-                                   min_batches, server.pid) for mode in args.modes}
-            result = {"scenario": {"name": sc.name, "label": sc.label, "shape": sc.shape},
-                      "stats": stats}
-            if not args.no_server_rows:
-                result["server"] = {
-                    mode: run_row(mode, sc, samples, client, device, SERVER_LOADERS,
-                                  args.seconds, min_batches, server.pid)
-                    for mode in SERVER_MODES
-                }
-            results.append(result)
+            t0 = time.perf_counter()
+            results.append(run_scenario(SCENARIOS[name], args, client, device, server.pid))
             print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         client.close()
     finally:
@@ -390,6 +435,7 @@ def main(argv=None) -> int:
         "python": platform.python_version(), "torch": torch.__version__, "device": str(device),
         "server_device": info.device, "pin_memory": device.type == "cuda",
         "workers": WORKERS, "main_threads": args.main_threads, "seconds_per_row": args.seconds,
+        "rounds": args.rounds,
         "elapsed_s": time.perf_counter() - started,
         "load_average": {"start": load_at_start, "end": os.getloadavg()},
     }
