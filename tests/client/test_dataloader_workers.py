@@ -183,8 +183,7 @@ def _check_separable(batch: dict, device) -> None:
     assert isinstance(heatmaps, SeparableHeatmaps)
     profile_bytes = PER_CASE * (instances or 1) * 17 * (SIZE[0] + SIZE[1]) * 4
     assert heatmaps.nbytes == profile_bytes
-    assert (heatmaps.rows.untyped_storage().nbytes() + heatmaps.cols.untyped_storage().nbytes()
-            == profile_bytes)
+    assert heatmaps.profiles.untyped_storage().nbytes() == profile_bytes
     assert len(pickle.dumps(heatmaps)) <= profile_bytes + HEADER_BYTES
     local = render_heatmaps(batch["keypoints"], SIZE, 2.0, method=method, coords="pixel",
                             input_size=INPUT_SIZE, visibility=batch.get("visibility"))

@@ -45,9 +45,10 @@ def _dense(dtype=torch.float32):
 def test_describes_the_dense_tensor_and_holds_only_profiles(heatmaps):
     assert heatmaps.shape == (4, K, *SIZE) and len(heatmaps) == 4 and heatmaps.instances == 2
     assert heatmaps.nbytes == 4 * 2 * K * (SIZE[0] + SIZE[1]) * 4
-    # The renderer's profiles are views of one (.., 2, max(H, W)) block: each gets its own.
-    assert heatmaps.rows.untyped_storage().nbytes() + heatmaps.cols.untyped_storage().nbytes() \
-        == heatmaps.nbytes
+    # The renderer's profiles are views of one (.., 2, max(H, W)) block; the batch holds one
+    # tensor of exactly the profiles' size, rows and columns side by side.
+    assert heatmaps.profiles.untyped_storage().nbytes() == heatmaps.nbytes
+    assert heatmaps.rows.shape == (4, 2, K, SIZE[0]) and heatmaps.cols.shape == (4, 2, K, SIZE[1])
     assert "shape=(4, 5, 32, 24)" in repr(heatmaps)
 
 
@@ -104,6 +105,7 @@ def test_pickles_as_its_profiles(instances):
     assert len(payload) <= heatmaps.nbytes + HEADER_BYTES
     copy = pickle.loads(payload)
     assert copy.dtype == torch.float16 and torch.equal(copy.rows, heatmaps.rows)
+    assert torch.equal(copy.cols, heatmaps.cols)
     assert torch.equal(copy.dense(), heatmaps.dense())
 
 
