@@ -58,7 +58,7 @@ from report import cpu_model, git_commit, grouped_bars, pyplot, write_json  # no
 from scenarios import SCENARIOS as ALL_SCENARIOS, Scenario, parse_scenarios  # noqa: E402
 
 from heatmap_client import HeatmapClient  # noqa: E402
-from heatmap_client.torch import HeatmapCollate, SeparableHeatmaps  # noqa: E402
+from heatmap_client.torch import HeatmapCollate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ANNOTATIONS = ROOT / "tests" / "data" / "coco" / "test_coco.json"
@@ -229,7 +229,7 @@ def check_batch(mode: str, sc: Scenario, batch: dict, heatmaps: torch.Tensor) ->
 
 def run_row(mode: str, sc: Scenario, samples, source, device: torch.device, workers: int,
             seconds: float, min_batches: int, server_pid: int | None) -> dict:
-    """One DataLoader for about ``seconds`` after warm-up: the row's sums (see :func:`summarize`)."""
+    """One DataLoader for about ``seconds`` after warm-up: the row's sums (:func:`summarize`)."""
     dataset = PoseSamples(*samples, length=sc.batch * 1_000_000)
     loader = DataLoader(dataset, batch_size=sc.batch, num_workers=workers,
                         collate_fn=StampedCollate(make_collate(mode, sc, source)),
@@ -269,7 +269,8 @@ def run_row(mode: str, sc: Scenario, samples, source, device: torch.device, work
 
 def summarize(rounds: list[dict], sc: Scenario) -> dict:
     """A row's numbers from its rounds' sums: CPU per batch over all of them together."""
-    total = {key: sum(r[key] for r in rounds) for key in rounds[0] if key != "device_bytes_per_batch"}
+    total = {key: sum(r[key] for r in rounds) for key in rounds[0]
+             if key != "device_bytes_per_batch"}
     return {
         "rounds": len(rounds),
         "batches": total["batches"],
@@ -342,7 +343,8 @@ def print_report(results: list[dict], checks: list[dict], meta: dict) -> None:
     print("\n" + header + "\n" + f"{'':<22}{'ms/batch':>11}{'ms/batch':>10}{'bytes':>12}")
     for result in results:
         for mode, row in result["stats"].items():
-            print(f"{result['scenario']['name']:<5}{mode:<17}{row['worker_cpu_ms_per_batch']:>11.2f}"
+            print(f"{result['scenario']['name']:<5}{mode:<17}"
+                  f"{row['worker_cpu_ms_per_batch']:>11.2f}"
                   f"{row['main_cpu_ms_per_batch']:>10.2f}{row['device_bytes_per_batch']:>12,}"
                   f"{row['samples_per_s']:>11.0f}  {MODES[mode]}")
     server_rows = [r for r in results if r.get("server")]

@@ -138,7 +138,7 @@ def test_keep_dtype_gives_half_tensors(client):
 def test_a_target_makes_a_client_with_a_deadline_and_pickles(live_server):
     collate = HeatmapCollate(live_server.target, size=SIZE, sigma=2.0)
     assert isinstance(collate.client, HeatmapClient)
-    assert collate.client.timeout == heatmap_torch.DEFAULT_TIMEOUT_S
+    assert collate.client.timeout == heatmap_torch.collate.DEFAULT_TIMEOUT_S
     collate([_sample(0)])  # opens the channel; the copy must not carry it
     copy = pickle.loads(pickle.dumps(collate))
     batch = copy([_sample(1)])

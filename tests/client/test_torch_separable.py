@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+# Importing torch.multiprocessing registers its tensor reductions with ForkingPickler.
+pytest.importorskip("torch.multiprocessing")
 
-import torch.multiprocessing  # noqa: E402,F401  (registers tensor reductions in ForkingPickler)
 from torch.utils.data._utils.pin_memory import pin_memory as loader_pin_memory  # noqa: E402
 
 from heatmap_client.torch import SeparableHeatmaps  # noqa: E402

@@ -21,7 +21,7 @@ This package imports torch; ``import heatmap_client`` alone never does. Its modu
 absolutely, so this package's name never shadows the real one.
 """
 
-from .collate import DEFAULT_TIMEOUT_S, HeatmapCollate
+from .collate import HeatmapCollate
 from .expand import expand_profiles
 from .separable import SeparableHeatmaps
 

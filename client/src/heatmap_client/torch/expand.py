@@ -37,7 +37,9 @@ def _check_profiles(rows: Any, cols: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if value.dtype != torch.float32:
             raise ValueError(f"{name}: expected float32 profiles, got {value.dtype}")
         if value.dim() != 4:
-            raise ValueError(f"{name}: expected 4 dimensions (B, N, K, L), got {tuple(value.shape)}")
+            raise ValueError(
+                f"{name}: expected 4 dimensions (B, N, K, L), got {tuple(value.shape)}"
+            )
     if rows.shape[:3] != cols.shape[:3]:
         raise ValueError(
             f"cols: (B, N, K) {tuple(cols.shape[:3])} differs from rows' {tuple(rows.shape[:3])}"

@@ -43,7 +43,7 @@ class SeparableHeatmaps:
         height: ``H``.
     """
 
-    __slots__ = ("profiles", "height", "dtype")
+    __slots__ = ("dtype", "height", "profiles")
 
     def __init__(self, rows: torch.Tensor, cols: torch.Tensor, dtype: Any = torch.float32):
         rows, cols = _check_profiles(rows, cols)
@@ -138,7 +138,7 @@ class SeparableHeatmaps:
                        non_blocking=non_blocking)
 
     def dense(self, dtype: Any = None, out: torch.Tensor | None = None) -> torch.Tensor:
-        """The dense ``(B, K, H, W)`` tensor where the profiles are (see :func:`expand_profiles`)."""
+        """The dense ``(B, K, H, W)`` tensor where the profiles are (:func:`expand_profiles`)."""
         return expand_profiles(self.rows, self.cols, dtype=self.dtype if dtype is None else dtype,
                                out=out)
 
