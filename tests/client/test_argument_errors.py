@@ -29,7 +29,7 @@ REFUSED = {
     "nan sigma": (dict(sigma=float("nan")), "sigma", "> 0"),
     "sigma per keypoint with a zero": (dict(sigma=[2.0, 0.0]), "sigma", "> 0"),
     "sigma as a matrix": (dict(sigma=[[2.0]]), "sigma", "shape"),
-    "pixel without input_size": (dict(coords="pixel"), "input_size", "required when coords='pixel'"),
+    "pixel without input_size": (dict(coords="pixel"), "input_size", "required when coords="),
     "input_size without pixel": (dict(input_size=(256, 192)), "input_size", "only used"),
     "input_size as one number": (dict(coords="pixel", input_size=256), "input_size", "(H, W)"),
     "unknown method": (dict(method="gauss"), "method", "expected one of seed, msra, udp, dark"),
