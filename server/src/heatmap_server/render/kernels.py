@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import RenderArgumentError
+
 __all__ = [
     "AxisTable",
     "PLAN_MAX_ELEMENTS",
@@ -109,7 +111,7 @@ def axis_profiles(
     elif kind == "offset":
         profiles = torch.where(in_window, distance, torch.full((), math.inf, dtype=torch.float64))
     else:
-        raise ValueError(f"kind: expected 'window' or 'offset', got {kind!r}")
+        raise RenderArgumentError("kind", f"expected 'window' or 'offset', got {kind!r}")
     outside = ((left >= length) | (right < 0)).squeeze(-1)
     return profiles, outside
 
