@@ -76,9 +76,10 @@ def check_sigma(
 ) -> SigmaSpec:
     """Checks ``sigma`` against keypoints ``points`` ``(B, N, K, 2)`` and a heatmap of ``size``.
 
-    Returns a :class:`SigmaSpec`: a scalar stays one shared value and ``(K,)`` one per keypoint,
-    as do larger shapes whose values do not vary across samples and instances (so that such
-    requests still share cached kernel tables and coalesce); anything else is per element.
+    Returns a :class:`SigmaSpec`: a scalar stays one shared value and ``(K,)`` one per keypoint;
+    a larger shape whose values do not vary across samples and instances becomes one shared value
+    (all equal) or one per keypoint, so that such requests still share cached kernel tables and
+    coalesce; anything else is per element.
     """
     if isinstance(sigma, bool):
         raise RenderArgumentError(
@@ -113,7 +114,10 @@ def check_sigma(
         return SigmaSpec((float(tensor.reshape(-1)[0]),) if tensor.numel() else (), None)
     first = full[:1, :1]
     if bool((full == first).all()):
-        return SigmaSpec(tuple(first.reshape(-1).tolist()), None)
+        values = first.reshape(-1)
+        if bool((values == values[0]).all()):
+            return SigmaSpec((float(values[0]),), None)
+        return SigmaSpec(tuple(values.tolist()), None)
     return SigmaSpec((), full.contiguous().to(points.device))
 
 
