@@ -11,6 +11,7 @@ from .dense import RenderResult, heatmaps_from_args, render_heatmaps
 from .errors import RenderArgumentError, RenderArgumentTypeError
 from .kernels import clear_table_cache, table_cache_info
 from .profiles import Profiles, heatmap_coordinates, profiles_from_args, render_profiles
+from .radius import RADIUS_VARIANTS, gaussian_radius, sigma_from_box
 from .sigma import SIGMA_MIN
 from .validate import (
     COORDS,
@@ -26,6 +27,7 @@ __all__ = [
     "DTYPES",
     "METHODS",
     "Profiles",
+    "RADIUS_VARIANTS",
     "RenderArgs",
     "RenderArgumentError",
     "RenderArgumentTypeError",
@@ -34,10 +36,12 @@ __all__ = [
     "check_render_args",
     "clear_table_cache",
     "concatenate_render_args",
+    "gaussian_radius",
     "heatmap_coordinates",
     "heatmaps_from_args",
     "profiles_from_args",
     "render_heatmaps",
     "render_profiles",
+    "sigma_from_box",
     "table_cache_info",
 ]
