@@ -7,20 +7,22 @@ box-sized sigmas (CenterNet, mmdet) for per-instance rendering. Every bad argume
 :class:`RenderArgumentError` whose ``.argument`` names it.
 """
 
+from .batch import concatenate_render_args
 from .dense import RenderResult, heatmaps_from_args, render_heatmaps
 from .errors import RenderArgumentError, RenderArgumentTypeError
 from .kernels import clear_table_cache, table_cache_info
 from .profiles import Profiles, heatmap_coordinates, profiles_from_args, render_profiles
 from .radius import RADIUS_VARIANTS, gaussian_radius, sigma_from_box
 from .sigma import SIGMA_MIN
-from .validate import (
-    COORDS,
-    DTYPES,
-    METHODS,
-    RenderArgs,
-    check_render_args,
-    concatenate_render_args,
+from .simcc import (
+    SMOOTHINGS,
+    SimccArgs,
+    SimccLabels,
+    check_simcc_args,
+    render_simcc,
+    simcc_from_args,
 )
+from .validate import COORDS, DTYPES, METHODS, RenderArgs, check_render_args
 
 __all__ = [
     "COORDS",
@@ -33,7 +35,11 @@ __all__ = [
     "RenderArgumentTypeError",
     "RenderResult",
     "SIGMA_MIN",
+    "SMOOTHINGS",
+    "SimccArgs",
+    "SimccLabels",
     "check_render_args",
+    "check_simcc_args",
     "clear_table_cache",
     "concatenate_render_args",
     "gaussian_radius",
@@ -42,6 +48,8 @@ __all__ = [
     "profiles_from_args",
     "render_heatmaps",
     "render_profiles",
+    "render_simcc",
     "sigma_from_box",
+    "simcc_from_args",
     "table_cache_info",
 ]

@@ -8,12 +8,12 @@ requests with equal keys render as one batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
+from .batch import PerSampleFields, concatenate_render_args
 from .errors import RenderArgumentError
 from .inputs import check_hw, check_keypoints, check_visibility
 from .sigma import check_sigma
@@ -33,7 +33,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 @dataclass(frozen=True)
-class RenderArgs:
+class RenderArgs(PerSampleFields):
     """Checked, normalised renderer arguments.
 
     Per sample (first axis B, so that jobs concatenate and slice along it):
@@ -46,7 +46,8 @@ class RenderArgs:
       or instances, else None.
 
     Shared: ``sigmas`` is one value or one per keypoint (``()`` when ``sample_sigmas`` is set);
-    ``size`` and ``input_size`` are ``(H, W)``.
+    ``size`` and ``input_size`` are ``(H, W)``. ``take(rows)``, ``to(device)`` and
+    :func:`concatenate_render_args` handle every per-sample field.
     """
 
     keypoints: torch.Tensor
@@ -60,9 +61,7 @@ class RenderArgs:
     dtype: torch.dtype
     sample_sigmas: torch.Tensor | None = None
 
-    @property
-    def batch(self) -> int:
-        return self.keypoints.shape[0]
+    PER_SAMPLE_FIELDS: ClassVar[tuple[str, ...]] = ("keypoints", "visibility", "sample_sigmas")
 
     @property
     def num_keypoints(self) -> int:
@@ -77,59 +76,6 @@ class RenderArgs:
             self.input_size, self.dtype, self.keypoints.dtype, self.has_instances, instances,
             num_keypoints,
         )
-
-    def take(self, rows: slice) -> RenderArgs:
-        """The samples ``rows`` (a slice along B) of every per-sample field."""
-        return replace(
-            self,
-            keypoints=self.keypoints[rows],
-            visibility=None if self.visibility is None else self.visibility[rows],
-            sample_sigmas=None if self.sample_sigmas is None else self.sample_sigmas[rows],
-        )
-
-    def to(self, device: torch.device | str) -> RenderArgs:
-        """Every per-sample field moved to ``device`` (``self`` when already there)."""
-        device = torch.device(device)
-        if self.keypoints.device == device:
-            return self
-        return replace(
-            self,
-            keypoints=self.keypoints.to(device),
-            visibility=None if self.visibility is None else self.visibility.to(device),
-            sample_sigmas=None if self.sample_sigmas is None else self.sample_sigmas.to(device),
-        )
-
-
-def concatenate_render_args(parts: Sequence[RenderArgs]) -> RenderArgs:
-    """One :class:`RenderArgs` whose samples are ``parts``' samples in order.
-
-    Raises:
-        RenderArgumentError: (``"args"``) when the parts' coalescing keys differ.
-    """
-    if not parts:
-        raise RenderArgumentError("args", "nothing to concatenate")
-    first = parts[0]
-    if any(part.coalescing_key != first.coalescing_key for part in parts[1:]):
-        raise RenderArgumentError("args", "parts with different coalescing keys do not concatenate")
-    if len(parts) == 1:
-        return first
-    visibility = None
-    if any(part.visibility is not None for part in parts):
-        visibility = torch.cat([
-            part.visibility if part.visibility is not None
-            else torch.ones(part.keypoints.shape[:-1], dtype=torch.float32,
-                            device=part.keypoints.device)
-            for part in parts
-        ])
-    sample_sigmas = None
-    if first.sample_sigmas is not None:
-        sample_sigmas = torch.cat([part.sample_sigmas for part in parts])
-    return replace(
-        first,
-        keypoints=torch.cat([part.keypoints for part in parts]),
-        visibility=visibility,
-        sample_sigmas=sample_sigmas,
-    )
 
 
 def _check_dtype(dtype: Any) -> torch.dtype:
