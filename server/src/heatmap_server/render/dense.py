@@ -103,7 +103,8 @@ def render_heatmaps(
         coords: ``heatmap`` (default), ``pixel`` (needs ``input_size``) or ``normalized``.
         input_size: ``(H_in, W_in)`` of the input image, for ``coords="pixel"``.
         visibility: ``(B, K)`` or ``(B, N, K)``; a keypoint is drawn when it is at least 0.5.
-        dtype: ``torch.float32`` (default), ``torch.float16`` or ``torch.bfloat16`` (or their names).
+        dtype: ``torch.float32`` (default), ``torch.float16`` or ``torch.bfloat16`` (or their
+            names).
         out: optional contiguous ``(B, K, H, W)`` tensor of ``dtype`` on the keypoints' device,
             written in place and returned; reusing one avoids page-faulting a fresh tensor.
 

@@ -107,7 +107,9 @@ def _check_number(name: str, value: Any) -> float:
 
 def _check_simcc_sigma(sigma: Any, label_size: tuple[int, int]) -> tuple[float, float]:
     if isinstance(sigma, bool):
-        raise RenderArgumentError("sigma", f"expected a number or (sigma_x, sigma_y), got {sigma!r}")
+        raise RenderArgumentError(
+            "sigma", f"expected a number or (sigma_x, sigma_y), got {sigma!r}"
+        )
     if isinstance(sigma, numbers.Real):
         values = torch.tensor([float(sigma)] * 2, dtype=torch.float64)
     else:
