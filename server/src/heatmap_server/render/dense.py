@@ -94,7 +94,7 @@ def render_heatmaps(
 
     Args:
         keypoints: ``(B, K, 2)`` or ``(B, N, K, 2)`` (x, y), torch tensor or numpy array.
-        size: ``(H, W)`` of the heatmap.
+        size: ``(H, W)`` of the heatmap (mmpose configs write ``(W, H)``).
         sigma: in heatmap pixels; broadcasts against ``keypoints.shape[:-1]``: a scalar, ``(K,)``
             per keypoint, ``(B, N, 1)`` per instance, ``(B, 1, 1)`` per sample, ``(B, N, K)``
             (for ``(B, K, 2)`` keypoints: ``(K,)``, ``(B, 1)``, ``(B, K)``); at least

@@ -23,6 +23,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 
 from .batch import PerSampleFields
@@ -145,7 +146,7 @@ def check_simcc_args(
         raise RenderArgumentError(
             "smoothing", f"expected one of {', '.join(SMOOTHINGS)}, got {smoothing!r}"
         )
-    if not isinstance(normalize, bool):
+    if not isinstance(normalize, (bool, np.bool_)):
         raise RenderArgumentError("normalize", f"expected True or False, got {normalize!r}")
     weight = _check_number("label_smooth_weight", label_smooth_weight)
     if not 0.0 <= weight <= 1.0:
@@ -175,7 +176,7 @@ def check_simcc_args(
         split_ratio=ratio,
         smoothing=smoothing,
         label_smooth_weight=weight,
-        normalize=normalize,
+        normalize=bool(normalize),
     )
 
 
