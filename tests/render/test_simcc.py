@@ -78,7 +78,7 @@ def test_rtmpose_configurations(device, config, normalize):
 
 @pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("sigma", [6.0, 2, (4.9, 5.66), (1.0, 9.5), (0.3, 0.7)])
-@pytest.mark.parametrize("split_ratio", [1.0, 1.5, 2.0, 3.0])
+@pytest.mark.parametrize("split_ratio", [0.75, 1.0, 1.3, 1.5, 2.0, 3.0])
 def test_split_ratios_and_per_axis_sigma(device, split_ratio, sigma, normalize):
     input_size = (64, 48)
     seed = zlib.crc32(f"{split_ratio}/{sigma}/{normalize}".encode())
