@@ -85,8 +85,9 @@ def _coordinate_scale(
 def coordinate_limit(size: tuple[int, int]) -> float:
     """A bound on heatmap coordinates beyond which every method leaves a keypoint outside.
 
-    Sigma is at most ``max(H, W)``, so a window reaches at most ``4 max(H, W) + 2`` pixels past
-    the origin; anything farther is outside for every method, clamped or not.
+    Sigma is at most ``max(H, W)``, so a window reaches at most ``3 sigma + 2`` pixels past an
+    edge, ``4 max(H, W) + 2`` from the origin; anything farther is outside for every method,
+    clamped or not.
     """
     return float(8 * max(size) + 16)
 
