@@ -22,15 +22,20 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from .errors import RenderArgumentError
 
 __all__ = [
     "AxisTable",
     "PLAN_MAX_ELEMENTS",
     "WindowPlan",
     "axis_profiles",
+    "cached_table",
     "clear_table_cache",
     "plan_elements",
     "table_cache_info",
@@ -52,7 +57,8 @@ class AxisTable:
 
     Attributes:
         lowest_centre: the integer centre of row 0 of each sigma's block.
-        rows_per_sigma: R, the rows of each sigma's block; sigma ``s`` owns rows ``[s * R, (s+1) * R)``.
+        rows_per_sigma: R, the rows of each sigma's block; sigma ``s`` owns rows
+            ``[s * R, (s+1) * R)``.
         rows: ``(S * R + 1, L)``. For ``kind="window"`` float32 kernel values; for ``kind="offset"``
             float64 distances from the kernel centre, ``+inf`` outside the window (so that
             ``exp(-(d - f)^2 / (2 sigma^2))`` is exactly 0 there). The last row is the empty row.
@@ -73,7 +79,7 @@ class AxisTable:
         return self.rows.numel() * self.rows.element_size() + self.outside.numel()
 
 
-_cache: OrderedDict[tuple, "WindowPlan"] = OrderedDict()
+_cache: OrderedDict[tuple, Any] = OrderedDict()
 _cache_bytes = 0
 _cache_lock = threading.Lock()
 
@@ -109,7 +115,7 @@ def axis_profiles(
     elif kind == "offset":
         profiles = torch.where(in_window, distance, torch.full((), math.inf, dtype=torch.float64))
     else:
-        raise ValueError(f"kind: expected 'window' or 'offset', got {kind!r}")
+        raise RenderArgumentError("kind", f"expected 'window' or 'offset', got {kind!r}")
     outside = ((left >= length) | (right < 0)).squeeze(-1)
     return profiles, outside
 
@@ -149,7 +155,8 @@ class WindowPlan:
 
     Attributes:
         table: ``(rows, max(H, W))``; x profiles use the first W columns, y the first H. Float32
-            kernel values (``kind="window"``) or float64 distances, ``+inf`` off-window (``"offset"``).
+            kernel values (``kind="window"``) or float64 distances, ``+inf`` off-window
+            (``"offset"``).
         outside: ``(rows,)`` bool, mmpose's weight rule per axis.
         lowest, highest: ``(2,)`` clamp bounds for the centres, in the keypoints' dtype.
         offsets: ``(K or 1, 2)`` int64.
@@ -182,7 +189,9 @@ def _plan(
     base = 0
     for axis in axes:
         body = axis.rows[:-1]  # drop the per-axis empty row; one shared row goes last
-        pad = torch.full((body.shape[0], widest - body.shape[1]), fill, dtype=body.dtype, device=device)
+        pad = torch.full(
+            (body.shape[0], widest - body.shape[1]), fill, dtype=body.dtype, device=device
+        )
         blocks.append(torch.cat([body, pad], dim=1))
         outside.append(axis.outside[:-1])
         bases.append(base - axis.lowest_centre + slots * axis.rows_per_sigma)
@@ -195,7 +204,9 @@ def _plan(
         outside=torch.cat(outside),
         lowest=torch.tensor([lowest, lowest], dtype=dtype, device=device),
         highest=torch.tensor(
-            [axis.lowest_centre + axis.rows_per_sigma - 1 for axis in axes], dtype=dtype, device=device
+            [axis.lowest_centre + axis.rows_per_sigma - 1 for axis in axes],
+            dtype=dtype,
+            device=device,
         ),
         offsets=torch.stack(bases, dim=1).to(device),
         empty_row=base,
@@ -218,22 +229,31 @@ def window_plan(
         device: where the tables live.
         dtype: the keypoints' dtype (the clamp bounds are compared with centres in it).
     """
+    key = ("window", sigmas, kind, size, str(device), dtype)
+    return cached_table(key, lambda: _plan(sigmas, kind, size, device, dtype))
+
+
+def cached_table(key: tuple, build: Callable[[], Any]) -> Any:
+    """The cached value for ``key``, else ``build()`` (cached when it fits the byte budget).
+
+    Values must have ``nbytes`` (tensors and the plans here do). Builds run outside the lock, so
+    two threads may build the same table once each; the first one stored wins.
+    """
     global _cache_bytes
-    key = (sigmas, kind, size, str(device), dtype)
     with _cache_lock:
-        plan = _cache.get(key)
-        if plan is not None:
+        value = _cache.get(key)
+        if value is not None:
             _cache.move_to_end(key)
-            return plan
-    plan = _plan(sigmas, kind, size, device, dtype)
+            return value
+    value = build()
     with _cache_lock:
-        if key not in _cache and plan.nbytes <= _CACHE_BUDGET_BYTES:
-            _cache[key] = plan
-            _cache_bytes += plan.nbytes
+        if key not in _cache and value.nbytes <= _CACHE_BUDGET_BYTES:
+            _cache[key] = value
+            _cache_bytes += value.nbytes
             while _cache_bytes > _CACHE_BUDGET_BYTES:
                 _, evicted = _cache.popitem(last=False)
                 _cache_bytes -= evicted.nbytes
-    return plan
+    return value
 
 
 def table_cache_info() -> dict[str, int]:
