@@ -31,7 +31,6 @@ import torch
 from .errors import RenderArgumentError
 
 __all__ = [
-    "AxisTable",
     "PLAN_MAX_ELEMENTS",
     "WindowPlan",
     "axis_profiles",
@@ -52,31 +51,23 @@ _CACHE_BUDGET_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class AxisTable:
-    """All profiles along one axis for a set of distinct sigmas.
+class _AxisTable:
+    """All profiles along one axis for a set of distinct sigmas (a block of :class:`WindowPlan`).
 
     Attributes:
         lowest_centre: the integer centre of row 0 of each sigma's block.
         rows_per_sigma: R, the rows of each sigma's block; sigma ``s`` owns rows
             ``[s * R, (s+1) * R)``.
-        rows: ``(S * R + 1, L)``. For ``kind="window"`` float32 kernel values; for ``kind="offset"``
+        rows: ``(S * R, L)``. For ``kind="window"`` float32 kernel values; for ``kind="offset"``
             float64 distances from the kernel centre, ``+inf`` outside the window (so that
-            ``exp(-(d - f)^2 / (2 sigma^2))`` is exactly 0 there). The last row is the empty row.
-        outside: ``(S * R + 1,)`` bool, mmpose's weight rule ``left >= L or right < 0``.
+            ``exp(-(d - f)^2 / (2 sigma^2))`` is exactly 0 there).
+        outside: ``(S * R,)`` bool, mmpose's weight rule ``left >= L or right < 0``.
     """
 
     lowest_centre: int
     rows_per_sigma: int
     rows: torch.Tensor
     outside: torch.Tensor
-
-    @property
-    def empty_row(self) -> int:
-        return self.rows.shape[0] - 1
-
-    @property
-    def nbytes(self) -> int:
-        return self.rows.numel() * self.rows.element_size() + self.outside.numel()
 
 
 _cache: OrderedDict[tuple, Any] = OrderedDict()
@@ -120,7 +111,7 @@ def axis_profiles(
     return profiles, outside
 
 
-def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.device) -> AxisTable:
+def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.device) -> _AxisTable:
     # Tables are computed on the CPU and then moved, so every device renders from the very same
     # float32 values (device exp() implementations may differ in the last bit).
     radius_max = 3 * max(sigmas)
@@ -129,12 +120,11 @@ def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.devi
     sigma = torch.tensor(sigmas, dtype=torch.float64)[:, None, None]  # (S, 1, 1)
     centres = torch.arange(lowest, highest + 1, dtype=torch.float64)[None, :, None]  # (1, R, 1)
     rows, outside = axis_profiles(centres, sigma, length, kind)
-    empty = torch.full((1, length), 0.0 if kind == "window" else math.inf, dtype=rows.dtype)
-    return AxisTable(
+    return _AxisTable(
         lowest_centre=lowest,
         rows_per_sigma=highest - lowest + 1,
-        rows=torch.cat([rows.reshape(-1, length), empty]).to(device),
-        outside=torch.cat([outside.reshape(-1), torch.ones(1, dtype=torch.bool)]).to(device),
+        rows=rows.reshape(-1, length).to(device),
+        outside=outside.reshape(-1).to(device),
     )
 
 
@@ -188,14 +178,15 @@ def _plan(
     blocks, outside, bases = [], [], []
     base = 0
     for axis in axes:
-        body = axis.rows[:-1]  # drop the per-axis empty row; one shared row goes last
+        body = axis.rows
         pad = torch.full(
             (body.shape[0], widest - body.shape[1]), fill, dtype=body.dtype, device=device
         )
         blocks.append(torch.cat([body, pad], dim=1))
-        outside.append(axis.outside[:-1])
+        outside.append(axis.outside)
         bases.append(base - axis.lowest_centre + slots * axis.rows_per_sigma)
         base += body.shape[0]
+    # One empty row, shared by both axes, for keypoints that are not drawn.
     blocks.append(torch.full((1, widest), fill, dtype=blocks[0].dtype, device=device))
     outside.append(torch.ones(1, dtype=torch.bool, device=device))
     lowest = axes[0].lowest_centre
