@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from heatmap_client import HeatmapClient
+
 from measuring import Run, proc_cpu_s, render_kwargs
 from scenarios import Scenario
 

@@ -104,7 +104,6 @@ def profile_client(sc: Scenario, client: HeatmapClient, sent: list[np.ndarray], 
         "separable_rebuild_np_multiply": cost(multiply_rebuild),
         "floor_out_fill_0": cost(lambda: out.fill(0)),
     }
-    single.close()
     decoded_mb = header.decoded_bytes / 1e6
     return {
         "scenario": sc.name,

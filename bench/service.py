@@ -109,7 +109,9 @@ SCENARIOS = {name: ALL_SCENARIOS[name] for name in ("S2", "S3", "S1")}
 # --- inputs (bench/scenarios.py, drawn as bench/render.py draws them) -----------------------------
 
 
-def scenario_inputs(sc: Scenario, seed: int, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def scenario_inputs(
+    sc: Scenario, seed: int, count: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``count`` batches as the request sends them, and the same in heatmap pixels (float32, in
     the renderer's order of operations, for the mmpose loop)."""
     rng = np.random.default_rng([seed, list(SCENARIOS).index(sc.name)])
@@ -204,7 +206,7 @@ def run_scenario(sc: Scenario, args, servers: dict[str, Server], clients: dict[s
         "render_nobatch": (remote(b, runs["render_nobatch"]), pid_b),
     }
     # Warm-up: every path once or a few times (kernels, buffers, channels, the stream).
-    for name, (call, _) in rows.items():
+    for call, _ in rows.values():
         for _ in range(3):
             call()
     for run in runs.values():
@@ -312,7 +314,9 @@ def fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
 
 
-def print_report(results: list[dict], targets: list[dict], profiles: list[dict], meta: dict) -> None:
+def print_report(
+    results: list[dict], targets: list[dict], profiles: list[dict], meta: dict
+) -> None:
     print(
         f"# heatmap service benchmark: torch {meta['torch']}, grpcio {meta['grpcio']}, "
         f"{meta['cpu_model']} ({meta['cpu_count']} CPUs), server device {meta['device']}, "
@@ -332,12 +336,14 @@ def print_report(results: list[dict], targets: list[dict], profiles: list[dict],
     for res in results:
         sc = res["scenario"]
         print(
-            f"\n## {sc['name']}: B={sc['batch']}, K={sc['keypoints']}, {sc['height']}x{sc['width']}, "
+            f"\n## {sc['name']}: B={sc['batch']}, K={sc['keypoints']}, "
+            f"{sc['height']}x{sc['width']}, "
             f"sigma={sc['sigma']:g}, method={sc['method']}, coords={sc['coords']} "
             f"({sc['label']}, output {res['output_mb']:.1f} MB float32)\n"
         )
         print("| approach | ms/batch median | p99 | samples/s | client CPU ms/batch "
-              "| server CPU ms/batch | wire KB/batch | mean coalesced | server q/r/e ms | batches |")
+              "| server CPU ms/batch | wire KB/batch | mean coalesced | server q/r/e ms "
+              "| batches |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name in ROWS:
             s = res["stats"].get(name)
@@ -366,7 +372,8 @@ def print_report(results: list[dict], targets: list[dict], profiles: list[dict],
     for p in profiles:
         print(f"\n## Client profile, remote render(out=) at {p['scenario']} "
               f"({p['chunks_per_reply']} chunk(s), {p['payload_bytes']} payload bytes, "
-              f"{p['decoded_mb']:.1f} MB decoded, zstd decode {p['zstd_decode_gb_per_s']:.1f} GB/s)\n")
+              f"{p['decoded_mb']:.1f} MB decoded, "
+              f"zstd decode {p['zstd_decode_gb_per_s']:.1f} GB/s)\n")
         print("| step | wall ms | CPU ms |")
         print("|---|---:|---:|")
         for step, (wall, cpu) in p["steps_wall_cpu_ms"].items():

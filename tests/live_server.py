@@ -18,7 +18,7 @@ from heatmap_server.process import ServerProcess
 
 
 def server_device() -> str:
-    """The device the test servers render on: ``HEATMAP_TEST_DEVICE`` (as ``--device``), else cpu."""
+    """The device the test servers render on: ``HEATMAP_TEST_DEVICE`` (``--device``), else cpu."""
     return os.environ.get("HEATMAP_TEST_DEVICE", "cpu")
 
 
@@ -50,7 +50,9 @@ class LiveServer:
 
 
 @contextmanager
-def running_server(*flags: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[LiveServer]:
+def running_server(
+    *flags: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> Iterator[LiveServer]:
     """Runs ``heatmap-server serve --host 127.0.0.1 --port 0 *flags`` until the block ends."""
     started = ServerProcess(["--device", server_device(), *flags], env=env, timeout=timeout)
     server = LiveServer(started.process, started.port, started.lines)

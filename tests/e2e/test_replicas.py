@@ -12,10 +12,11 @@ import time
 
 import numpy as np
 import pytest
-from live_server import running_server
-from probes import free_port, scrape, wait_for
 
 from heatmap_client import HeatmapClient, HeatmapError
+
+from live_server import running_server
+from probes import free_port, scrape, wait_for
 
 KEYPOINTS = np.random.default_rng(0).uniform(0, 48, size=(4, 17, 2)).astype(np.float32)
 

@@ -7,7 +7,7 @@ that load balancers and orchestrators can probe. The token is never logged or ec
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Awaitable
+from collections.abc import Awaitable, Callable
 
 import grpc
 

@@ -9,7 +9,9 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from heatmap.v1 import heatmap_pb2 as pb
-from heatmap_client.wire import FIELDS_OF_ARGUMENT
+from heatmap_client.wire import FIELDS_OF_ARGUMENT, ArgumentError
+
+from .render import RenderArgumentError
 
 __all__ = ["RequestError", "field_of_argument", "invalid"]
 
@@ -34,11 +36,12 @@ class RequestError(Exception):
 
     @classmethod
     def from_argument_error(
-        cls, error: ValueError, request: pb.RenderRequest | None = None
+        cls, error: ArgumentError | RenderArgumentError, request: pb.RenderRequest | None = None
     ) -> RequestError:
-        """An INVALID_ARGUMENT for a ``ValueError`` that carries its ``argument`` as data."""
+        """An INVALID_ARGUMENT for an error that carries its ``argument`` as data (the wire's
+        tensor checks and the renderer's)."""
         at, _, message = str(error).partition(": ")
-        argument = getattr(error, "argument", None) or at
+        argument = error.argument
         field = field_of_argument(argument, request)
         if at.startswith(argument + "."):
             field += at[len(argument) :]  # the part at fault: keypoints.shape

@@ -18,13 +18,14 @@ from heatmap_client.wire import (
     COORDINATE_SPACES,
     DTYPES,
     METHODS,
+    ArgumentError,
     array_from_tensor,
 )
 
 from .device import torch_dtype
 from .errors import RequestError, invalid
 from .jobs import RenderJob
-from .render import check_render_args
+from .render import RenderArgumentError, check_render_args
 
 __all__ = ["ServiceLimits", "UndecodableRequest", "job_from_request", "parser"]
 
@@ -126,7 +127,7 @@ def job_from_request(
             if request.HasField("visibility")
             else None
         )
-    except ValueError as error:
+    except ArgumentError as error:
         raise RequestError.from_argument_error(error, request) from None
     if keypoints.ndim in (3, 4):
         _check_work(keypoints.shape, request, limits)
@@ -147,7 +148,7 @@ def job_from_request(
             visibility=visibility,
             dtype=torch_dtype(wire.render_as),
         )
-    except ValueError as error:
+    except RenderArgumentError as error:
         raise RequestError.from_argument_error(error, request) from None
     return RenderJob(
         args=args, wire=wire, codec=codec, request_id=request.request_id, arrived=arrived

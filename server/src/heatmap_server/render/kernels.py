@@ -22,15 +22,19 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from .errors import RenderArgumentError
+
 __all__ = [
-    "AxisTable",
     "PLAN_MAX_ELEMENTS",
     "WindowPlan",
     "axis_profiles",
+    "cached_table",
     "clear_table_cache",
     "plan_elements",
     "table_cache_info",
@@ -47,16 +51,17 @@ _CACHE_BUDGET_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class AxisTable:
-    """All profiles along one axis for a set of distinct sigmas.
+class _AxisTable:
+    """All profiles along one axis for a set of distinct sigmas (a block of :class:`WindowPlan`).
 
     Attributes:
         lowest_centre: the integer centre of row 0 of each sigma's block.
-        rows_per_sigma: R, the rows of each sigma's block; sigma ``s`` owns rows ``[s * R, (s+1) * R)``.
-        rows: ``(S * R + 1, L)``. For ``kind="window"`` float32 kernel values; for ``kind="offset"``
+        rows_per_sigma: R, the rows of each sigma's block; sigma ``s`` owns rows
+            ``[s * R, (s+1) * R)``.
+        rows: ``(S * R, L)``. For ``kind="window"`` float32 kernel values; for ``kind="offset"``
             float64 distances from the kernel centre, ``+inf`` outside the window (so that
-            ``exp(-(d - f)^2 / (2 sigma^2))`` is exactly 0 there). The last row is the empty row.
-        outside: ``(S * R + 1,)`` bool, mmpose's weight rule ``left >= L or right < 0``.
+            ``exp(-(d - f)^2 / (2 sigma^2))`` is exactly 0 there).
+        outside: ``(S * R,)`` bool, mmpose's weight rule ``left >= L or right < 0``.
     """
 
     lowest_centre: int
@@ -64,16 +69,8 @@ class AxisTable:
     rows: torch.Tensor
     outside: torch.Tensor
 
-    @property
-    def empty_row(self) -> int:
-        return self.rows.shape[0] - 1
 
-    @property
-    def nbytes(self) -> int:
-        return self.rows.numel() * self.rows.element_size() + self.outside.numel()
-
-
-_cache: OrderedDict[tuple, "WindowPlan"] = OrderedDict()
+_cache: OrderedDict[tuple, Any] = OrderedDict()
 _cache_bytes = 0
 _cache_lock = threading.Lock()
 
@@ -109,12 +106,12 @@ def axis_profiles(
     elif kind == "offset":
         profiles = torch.where(in_window, distance, torch.full((), math.inf, dtype=torch.float64))
     else:
-        raise ValueError(f"kind: expected 'window' or 'offset', got {kind!r}")
+        raise RenderArgumentError("kind", f"expected 'window' or 'offset', got {kind!r}")
     outside = ((left >= length) | (right < 0)).squeeze(-1)
     return profiles, outside
 
 
-def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.device) -> AxisTable:
+def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.device) -> _AxisTable:
     # Tables are computed on the CPU and then moved, so every device renders from the very same
     # float32 values (device exp() implementations may differ in the last bit).
     radius_max = 3 * max(sigmas)
@@ -123,12 +120,11 @@ def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.devi
     sigma = torch.tensor(sigmas, dtype=torch.float64)[:, None, None]  # (S, 1, 1)
     centres = torch.arange(lowest, highest + 1, dtype=torch.float64)[None, :, None]  # (1, R, 1)
     rows, outside = axis_profiles(centres, sigma, length, kind)
-    empty = torch.full((1, length), 0.0 if kind == "window" else math.inf, dtype=rows.dtype)
-    return AxisTable(
+    return _AxisTable(
         lowest_centre=lowest,
         rows_per_sigma=highest - lowest + 1,
-        rows=torch.cat([rows.reshape(-1, length), empty]).to(device),
-        outside=torch.cat([outside.reshape(-1), torch.ones(1, dtype=torch.bool)]).to(device),
+        rows=rows.reshape(-1, length).to(device),
+        outside=outside.reshape(-1).to(device),
     )
 
 
@@ -149,7 +145,8 @@ class WindowPlan:
 
     Attributes:
         table: ``(rows, max(H, W))``; x profiles use the first W columns, y the first H. Float32
-            kernel values (``kind="window"``) or float64 distances, ``+inf`` off-window (``"offset"``).
+            kernel values (``kind="window"``) or float64 distances, ``+inf`` off-window
+            (``"offset"``).
         outside: ``(rows,)`` bool, mmpose's weight rule per axis.
         lowest, highest: ``(2,)`` clamp bounds for the centres, in the keypoints' dtype.
         offsets: ``(K or 1, 2)`` int64.
@@ -181,12 +178,15 @@ def _plan(
     blocks, outside, bases = [], [], []
     base = 0
     for axis in axes:
-        body = axis.rows[:-1]  # drop the per-axis empty row; one shared row goes last
-        pad = torch.full((body.shape[0], widest - body.shape[1]), fill, dtype=body.dtype, device=device)
+        body = axis.rows
+        pad = torch.full(
+            (body.shape[0], widest - body.shape[1]), fill, dtype=body.dtype, device=device
+        )
         blocks.append(torch.cat([body, pad], dim=1))
-        outside.append(axis.outside[:-1])
+        outside.append(axis.outside)
         bases.append(base - axis.lowest_centre + slots * axis.rows_per_sigma)
         base += body.shape[0]
+    # One empty row, shared by both axes, for keypoints that are not drawn.
     blocks.append(torch.full((1, widest), fill, dtype=blocks[0].dtype, device=device))
     outside.append(torch.ones(1, dtype=torch.bool, device=device))
     lowest = axes[0].lowest_centre
@@ -195,7 +195,9 @@ def _plan(
         outside=torch.cat(outside),
         lowest=torch.tensor([lowest, lowest], dtype=dtype, device=device),
         highest=torch.tensor(
-            [axis.lowest_centre + axis.rows_per_sigma - 1 for axis in axes], dtype=dtype, device=device
+            [axis.lowest_centre + axis.rows_per_sigma - 1 for axis in axes],
+            dtype=dtype,
+            device=device,
         ),
         offsets=torch.stack(bases, dim=1).to(device),
         empty_row=base,
@@ -218,22 +220,31 @@ def window_plan(
         device: where the tables live.
         dtype: the keypoints' dtype (the clamp bounds are compared with centres in it).
     """
+    key = ("window", sigmas, kind, size, str(device), dtype)
+    return cached_table(key, lambda: _plan(sigmas, kind, size, device, dtype))
+
+
+def cached_table(key: tuple, build: Callable[[], Any]) -> Any:
+    """The cached value for ``key``, else ``build()`` (cached when it fits the byte budget).
+
+    Values must have ``nbytes`` (tensors and the plans here do). Builds run outside the lock, so
+    two threads may build the same table once each; the first one stored wins.
+    """
     global _cache_bytes
-    key = (sigmas, kind, size, str(device), dtype)
     with _cache_lock:
-        plan = _cache.get(key)
-        if plan is not None:
+        value = _cache.get(key)
+        if value is not None:
             _cache.move_to_end(key)
-            return plan
-    plan = _plan(sigmas, kind, size, device, dtype)
+            return value
+    value = build()
     with _cache_lock:
-        if key not in _cache and plan.nbytes <= _CACHE_BUDGET_BYTES:
-            _cache[key] = plan
-            _cache_bytes += plan.nbytes
+        if key not in _cache and value.nbytes <= _CACHE_BUDGET_BYTES:
+            _cache[key] = value
+            _cache_bytes += value.nbytes
             while _cache_bytes > _CACHE_BUDGET_BYTES:
                 _, evicted = _cache.popitem(last=False)
                 _cache_bytes -= evicted.nbytes
-    return plan
+    return value
 
 
 def table_cache_info() -> dict[str, int]:
