@@ -43,7 +43,7 @@ def _local(keypoints, visibility=None, **options):
     return result.heatmaps.numpy(), result.weights.numpy()
 
 
-def test_package_imports_the_real_torch_and_exports_its_helpers():
+def test_package_imports_the_real_torch_and_exports_its_names():
     # heatmap_client.torch shares torch's name; absolute imports keep the two apart.
     assert heatmap_torch.collate.torch is torch
     assert heatmap_torch.__all__ == sorted(heatmap_torch.__all__)

@@ -129,7 +129,7 @@ def test_without_the_server_package_local_names_it():
     assert "heatmap-server" in out.stdout and "pip install heatmap-server" in out.stdout
 
 
-def test_the_torch_helpers_do_not_import_the_server():
+def test_the_torch_package_does_not_import_the_server():
     out = _python(
         "import sys, heatmap_client.torch\n"
         "print(any(name.startswith('heatmap_server') for name in sys.modules))"

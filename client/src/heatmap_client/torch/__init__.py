@@ -1,4 +1,4 @@
-"""torch DataLoader helpers: heatmap targets rendered per batch, dense or as their profiles.
+"""torch DataLoader support: heatmap targets rendered per batch, dense or as their profiles.
 
 ::
 
