@@ -51,14 +51,15 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from heatmap_client import HeatmapClient  # noqa: E402
+from heatmap_client.torch import HeatmapCollate  # noqa: E402
+
 from local_server import Server  # noqa: E402
 from measuring import proc_cpu_s  # noqa: E402
 from reference_loops import mmpose_loop  # noqa: E402
 from report import cpu_model, git_commit, grouped_bars, pyplot, write_json  # noqa: E402
-from scenarios import SCENARIOS as ALL_SCENARIOS, Scenario, parse_scenarios  # noqa: E402
-
-from heatmap_client import HeatmapClient  # noqa: E402
-from heatmap_client.torch import HeatmapCollate  # noqa: E402
+from scenarios import SCENARIOS as ALL_SCENARIOS  # noqa: E402
+from scenarios import Scenario, parse_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 ANNOTATIONS = ROOT / "tests" / "data" / "coco" / "test_coco.json"
