@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from heatmap_client import HeatmapClient
+from heatmap_client import HeatmapClient, RenderOptions
 
 from .local import LocalRenderer
 from .separable import SeparableHeatmaps
@@ -112,6 +112,11 @@ class HeatmapCollate:
     ):
         if output not in OUTPUTS:
             raise ValueError(f"output: expected one of {', '.join(OUTPUTS)}, got {output!r}")
+        # Checked here, at construction, so that a bad option fails before the first batch.
+        self.options = RenderOptions(
+            size=size, sigma=sigma, method=method, coords=coords, input_size=input_size,
+            dtype=dtype, codec=codec,
+        )
         if output == "separable":
             _check_separable_options(dtype, codec, keep_dtype)
         if isinstance(client_or_target, str) and client_or_target == LOCAL:
@@ -140,14 +145,9 @@ class HeatmapCollate:
         self.keep_dtype = keep_dtype
         self.timeout = timeout
         self.collate_fn = default_collate if collate_fn is None else collate_fn
-        self.options: dict[str, Any] = dict(
-            size=tuple(size), sigma=sigma, method=method, coords=coords,
-            input_size=None if input_size is None else tuple(input_size),
-            dtype=dtype, codec=codec,
-        )
 
     def __repr__(self) -> str:
-        return f"HeatmapCollate({self.client!r}, output={self.output!r}, {self.options})"
+        return f"HeatmapCollate({self.client!r}, output={self.output!r}, {self.options!r})"
 
     def __call__(self, samples: list[Any]) -> Any:
         """Collates ``samples`` and adds the batch's heatmaps ``(B, K, H, W)`` and weights."""
@@ -222,7 +222,7 @@ class HeatmapCollate:
             return self._render_profiles(keypoints, visibility)
         result = self.client.render(
             keypoints, visibility=visibility, timeout=self.timeout, keep_dtype=self.keep_dtype,
-            **self.options,
+            **self.options.as_kwargs(),
         )
         if hasattr(result, "to_torch"):
             return result.to_torch()
@@ -231,13 +231,13 @@ class HeatmapCollate:
     def _render_profiles(
         self, keypoints: np.ndarray, visibility: np.ndarray | None
     ) -> tuple[SeparableHeatmaps, torch.Tensor]:
-        options = {key: value for key, value in self.options.items()
+        options = {key: value for key, value in self.options.as_kwargs().items()
                    if key not in ("dtype", "codec")}
         result = self.client.render_profiles(
             keypoints, visibility=visibility, timeout=self.timeout, **options
         )
         heatmaps = SeparableHeatmaps(torch.as_tensor(result.rows), torch.as_tensor(result.cols),
-                                     dtype=self.options["dtype"])
+                                     dtype=self.options.dtype)
         return heatmaps, torch.as_tensor(result.weights)
 
     def _attach(self, batch: Any, rendered: tuple[Any, torch.Tensor]) -> Any:
