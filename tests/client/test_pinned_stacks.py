@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import textwrap
 import venv
 from pathlib import Path
@@ -100,4 +99,3 @@ def test_the_client_declares_the_stubs_floors():
     header = (REPO / "client" / "src" / "heatmap" / "v1" / "heatmap_pb2.py").read_text()
     protobuf_floor = header.split("# Protobuf Python Version: ")[1].split()[0]
     assert f'"protobuf>={protobuf_floor},<8"' in pyproject
-    assert sys.version_info >= (3, 10)

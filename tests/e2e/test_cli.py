@@ -95,7 +95,8 @@ def test_input_size_renders_image_pixel_pts_correctly(live_server, tmp_path):
 
 def test_some_keypoints_off_the_heatmap_are_counted(live_server, tmp_path):
     keypoints, out = tmp_path / "kp.npy", tmp_path / "hm.npy"
-    np.save(keypoints, np.array([[[10, 20], [300, 20], [5, 5]]], np.float32))
+    # (x, y, visibility): the last one is not drawn (under 0.5), so it is not counted either.
+    np.save(keypoints, np.array([[[10, 20, 1], [300, 20, 1], [5, 5, 1], [6, 6, 0.3]]], np.float32))
     done = _client("--target", live_server.target, "render", str(keypoints), "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert "2 of 3 keypoints landed on the 64x48 heatmap" in done.stderr

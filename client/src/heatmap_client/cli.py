@@ -99,8 +99,8 @@ def _input_size(args: argparse.Namespace, data: KeypointFile) -> tuple[int, int]
 
 def _landed(weights: np.ndarray, visibility: np.ndarray | None) -> tuple[int, int]:
     """(keypoints drawn on the heatmap, keypoints labelled): weight 0 marks a window off the map."""
-    labelled = weights.size if visibility is None else int((visibility >= 0.5).sum())
-    return int((weights > 0).sum()), labelled
+    drawn = np.ones(weights.shape, bool) if visibility is None else visibility >= 0.5
+    return int(((weights > 0) & drawn).sum()), int(drawn.sum())
 
 
 def _off_map_hint(coords: str, input_size: tuple[int, int] | None) -> str:
