@@ -93,6 +93,13 @@ def test_input_size_renders_image_pixel_pts_correctly(live_server, tmp_path):
     np.testing.assert_array_equal(np.load(out), expected.heatmaps.numpy())
 
 
+def test_pixel_coords_without_a_size_names_the_flags(live_server, tmp_path):
+    done = _client("--target", live_server.target, "render", str(DATA / "face" / "einstein.pts"),
+                   "--coords", "pixel", "--out", str(tmp_path / "x.npy"))
+    assert done.returncode == 2
+    assert "--coords pixel: pass --input-size H W" in done.stderr
+
+
 def test_some_keypoints_off_the_heatmap_are_counted(live_server, tmp_path):
     keypoints, out = tmp_path / "kp.npy", tmp_path / "hm.npy"
     # (x, y, visibility): the last one is not drawn (under 0.5), so it is not counted either.

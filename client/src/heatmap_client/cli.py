@@ -135,6 +135,8 @@ def _render(client: HeatmapClient, args: argparse.Namespace) -> int:
                          f"keypoints per instance (0..{count - 1})")
     input_size = _input_size(args, data)
     coords = args.coords or ("pixel" if input_size else "heatmap")
+    if coords == "pixel" and input_size is None:
+        raise ValueError("--coords pixel: pass --input-size H W (the image's size) or --image IMG")
     result = client.render(
         data.keypoints,
         size=tuple(args.size),
