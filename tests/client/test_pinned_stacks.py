@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 STACKS = {
     "protobuf6-grpcio1.7x": (["protobuf>=6,<7", "grpcio>=1.70,<1.80"], ("6.", "1.7")),
     "protobuf5.26-grpcio1.63": (["protobuf==5.26.1", "grpcio>=1.63,<1.64"], ("5.26.", "1.63.")),
+    # The newest runtimes too: the dev tools hold this repository's own venv at protobuf 5.
+    "protobuf7-newest": (["protobuf>=7,<8", "grpcio>=1.85"], ("7.", "1.")),
 }
 
 # Run inside the fresh venv: -W error, so a stub complaining about its runtime fails the case.
