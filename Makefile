@@ -20,7 +20,7 @@ install: $(STAMP)
 $(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt
 ifeq ($(INSTALL_LOCK_HELD),)
 	@mkdir -p $(dir $(VENV))
-	$(PYTHON) -c "$$WITH_LOCK" $(VENV).lock $(MAKE) --no-print-directory INSTALL_LOCK_HELD=1 $(STAMP)
+	@$(PYTHON) -c "$$WITH_LOCK" $(VENV).lock $(MAKE) --no-print-directory INSTALL_LOCK_HELD=1 $(STAMP)
 else
 	$(PYTHON) -m venv $(VENV)
 	$(MAKE) install-packages
@@ -31,7 +31,11 @@ endif
 define WITH_LOCK
 import fcntl, subprocess, sys
 with open(sys.argv[1], "a") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"make: another install holds {sys.argv[1]}; waiting for it", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
     sys.exit(subprocess.call(sys.argv[2:]))
 endef
 export WITH_LOCK
