@@ -11,10 +11,34 @@ install: $(STAMP)
 
 # torch goes first and pinned: the packages declare torch>=2.4, and with no torch present an
 # open range would pull a multi-GB CUDA build.
+#
+# `make serve &` and `make test` on a fresh clone both need the venv: two pips writing into one
+# venv at once break each other, so the build runs under an exclusive lock on $(VENV).lock (fcntl,
+# released by the kernel even when the installer is killed). Whoever gets the lock second re-runs
+# make inside it, finds the stamp fresh and installs nothing. The stamp is touched last, so it
+# exists only after a complete install.
 $(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt
+ifeq ($(INSTALL_LOCK_HELD),)
+	@mkdir -p $(dir $(VENV))
+	@$(PYTHON) -c "$$WITH_LOCK" $(VENV).lock $(MAKE) --no-print-directory INSTALL_LOCK_HELD=1 $(STAMP)
+else
 	$(PYTHON) -m venv $(VENV)
 	$(MAKE) install-packages
 	touch $(STAMP)
+endif
+
+# Runs argv[2:] while holding an exclusive lock on the file argv[1]; exits with its status.
+define WITH_LOCK
+import fcntl, subprocess, sys
+with open(sys.argv[1], "a") as lock:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"make: another install holds {sys.argv[1]}; waiting for it", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    sys.exit(subprocess.call(sys.argv[2:]))
+endef
+export WITH_LOCK
 
 # The install steps, in one place: `make install` runs them into .venv, the Dockerfile runs them
 # into the image's environment with

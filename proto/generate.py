@@ -3,13 +3,19 @@
 The folder tree under proto/ mirrors the import path (``heatmap.v1``), so the generated modules
 import each other without any rewriting. Output goes to ``client/src`` unless ``--out`` is given;
 the stub test regenerates into a temporary folder and compares byte for byte.
+
+The generator versions are pinned in requirements-dev.txt and checked here: the stubs' own
+version floor (protobuf runtime, grpcio) is the generator's, so an upgraded generator would
+silently raise the lowest protobuf and grpcio the client installs beside.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from grpc_tools import protoc
@@ -17,9 +23,29 @@ from grpc_tools import protoc
 PROTO_ROOT = Path(__file__).resolve().parent
 REPO = PROTO_ROOT.parent
 PROTOS = ["heatmap/v1/heatmap.proto"]
+GENERATORS = ("grpcio-tools", "mypy-protobuf")
+
+
+def pinned_generators() -> dict[str, str]:
+    """``{distribution: version}`` for the generators, from requirements-dev.txt's ``==`` pins."""
+    text = (REPO / "requirements-dev.txt").read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, flags=re.MULTILINE))
+    return {name: pins[name] for name in GENERATORS}
+
+
+def check_generators() -> None:
+    for name, wanted in pinned_generators().items():
+        try:
+            found = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            raise SystemExit(f"{name} is not installed: make install") from None
+        if found != wanted:
+            raise SystemExit(f"{name} {found} is installed, requirements-dev.txt pins {wanted}: "
+                             "the stubs' protobuf and grpcio floors follow the generator's version")
 
 
 def generate(out: Path) -> None:
+    check_generators()
     plugin = shutil.which("protoc-gen-mypy", path=str(Path(sys.executable).parent))
     if plugin is None:
         raise SystemExit("protoc-gen-mypy not found: install mypy-protobuf (make install)")

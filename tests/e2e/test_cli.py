@@ -71,6 +71,102 @@ def test_render_coco_json_uses_the_image_size_and_visibility(live_server, tmp_pa
     np.testing.assert_array_equal(np.load(weights), expected.weights.numpy())
 
 
+def test_image_pixel_pts_without_an_input_size_is_refused_with_the_fix(live_server, tmp_path):
+    out = tmp_path / "face.npy"
+    done = _client("--target", live_server.target, "render", str(DATA / "face" / "einstein.pts"),
+                   "--size", "64", "64", "--out", str(out))
+    assert done.returncode == 3, done.stderr
+    assert ("0 of 68 keypoints landed on the 64x64 heatmap; image pixels? pass --input-size H W"
+            in done.stderr)
+    assert not out.exists()  # all-zero targets are never written
+
+
+def test_input_size_renders_image_pixel_pts_correctly(live_server, tmp_path):
+    out = tmp_path / "face.npy"
+    done = _client("--target", live_server.target, "render", str(DATA / "face" / "einstein.pts"),
+                   "--size", "64", "64", "--input-size", "1024", "817", "--method", "udp",
+                   "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # every keypoint landed: nothing to warn about
+    expected = render_heatmaps(read_pts(DATA / "face" / "einstein.pts").keypoints, (64, 64), 2.0,
+                               method="udp", coords="pixel", input_size=(1024, 817))
+    np.testing.assert_array_equal(np.load(out), expected.heatmaps.numpy())
+
+
+def test_pixel_coords_without_a_size_names_the_flags(live_server, tmp_path):
+    done = _client("--target", live_server.target, "render", str(DATA / "face" / "einstein.pts"),
+                   "--coords", "pixel", "--out", str(tmp_path / "x.npy"))
+    assert done.returncode == 2
+    assert "--coords pixel: pass --input-size H W" in done.stderr
+
+
+def test_some_keypoints_off_the_heatmap_are_counted(live_server, tmp_path):
+    keypoints, out = tmp_path / "kp.npy", tmp_path / "hm.npy"
+    # (x, y, visibility): the last one is not drawn (under 0.5), so it is not counted either.
+    np.save(keypoints, np.array([[[10, 20, 1], [300, 20, 1], [5, 5, 1], [6, 6, 0.3]]], np.float32))
+    done = _client("--target", live_server.target, "render", str(keypoints), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "2 of 3 keypoints landed on the 64x48 heatmap" in done.stderr
+    assert np.load(out)[0, 1].max() == 0 and np.load(out)[0, 0].max() == 1
+
+
+def test_coco_image_selects_the_annotations_of_that_file(live_server, tmp_path):
+    out = tmp_path / "coco.npy"
+    done = _client("--target", live_server.target, "render", str(DATA / "coco" / "test_coco.json"),
+                   "--image", str(DATA / "coco" / "000000196141.jpg"), "--size", "64", "48",
+                   "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    data = read_coco(DATA / "coco" / "test_coco.json", 196141)
+    assert read_coco(DATA / "coco" / "test_coco.json").keypoints.shape != data.keypoints.shape
+    expected = render_heatmaps(data.keypoints, (64, 48), 2.0, coords="pixel",
+                               input_size=(429, 640), visibility=data.visibility)
+    np.testing.assert_array_equal(np.load(out), expected.heatmaps.numpy())
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--image", str(DATA / "face" / "einstein.jpg")], "no image with file_name 'einstein.jpg'"),
+    (["--image", str(DATA / "coco" / "000000196141.jpg"), "--image-id", "785"],
+     "image_id 785 is not 000000196141.jpg, which is image_id 196141"),
+])
+def test_coco_image_that_does_not_match_is_an_error(live_server, tmp_path, flags, message):
+    done = _client("--target", live_server.target, "render", str(DATA / "coco" / "test_coco.json"),
+                   *flags, "--out", str(tmp_path / "x.npy"))
+    assert done.returncode == 2
+    assert message in done.stderr and "test_coco.json" in done.stderr
+
+
+def test_pts_with_a_bad_line_names_the_file_and_line(live_server, tmp_path):
+    pts = tmp_path / "face.pts"
+    pts.write_text("version: 1\nn_points: 2\n{\n1 2\n3 4 5\n}\n")
+    done = _client("--target", live_server.target, "render", str(pts), "--out", str(tmp_path / "x"))
+    assert done.returncode == 2
+    assert f"{pts}:5: expected two numbers 'x y', got 3" in done.stderr
+
+
+def test_preview_of_one_channel_cropped_to_the_face(live_server, tmp_path):
+    from PIL import Image
+
+    png = tmp_path / "face.png"
+    done = _client("--target", live_server.target, "render", str(DATA / "face" / "einstein.pts"),
+                   "--size", "64", "64", "--image", str(DATA / "face" / "einstein.jpg"),
+                   "--out", str(tmp_path / "face.npy"), "--png", str(png), "--png-crop",
+                   "--png-channel", "30")
+    assert done.returncode == 0, done.stderr
+    with Image.open(png) as picture:
+        pixels = np.asarray(picture.convert("RGB"))
+    # Cropped to the landmarks (the photo is 817x1024), with the chosen landmark's red dot.
+    assert pixels.shape[0] < 1024 / 2 and pixels.shape[1] < 817 / 2
+    assert (pixels == (230, 20, 20)).all(axis=-1).sum() > 10
+
+
+def test_preview_channel_out_of_range_names_the_flag(live_server, tmp_path):
+    done = _client("--target", live_server.target, "render", str(DATA / "face" / "einstein.pts"),
+                   "--input-size", "1024", "817", "--out", str(tmp_path / "x.npy"),
+                   "--png", str(tmp_path / "x.png"), "--png-channel", "68")
+    assert done.returncode == 2
+    assert "--png-channel 68:" in done.stderr and "68 keypoints" in done.stderr
+
+
 def test_render_reports_bad_input_with_the_field(live_server, tmp_path):
     keypoints = tmp_path / "bad.npy"
     np.save(keypoints, np.full((1, 3, 2), np.nan, np.float32))

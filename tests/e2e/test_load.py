@@ -5,7 +5,7 @@ Sizes come from the environment, so that ``make test`` (and CI) runs a bounded v
     HEATMAP_LOAD_CLIENTS    concurrent clients (default 16)
     HEATMAP_LOAD_REQUESTS   requests per client after warm-up (default 40)
 
-The long run the issue asks for, a few hundred requests per client::
+The long run, a few hundred requests per client::
 
     HEATMAP_LOAD_REQUESTS=400 .venv/bin/python -m pytest tests/e2e/test_load.py -s
 

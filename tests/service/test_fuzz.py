@@ -33,7 +33,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                            HealthCheck.data_too_large],
 )
-# Codes seen, per test, for the closing summary (and the note).
+# Codes seen, per test, for the closing summary.
 SEEN: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
 FIELDS = ("keypoints", "rank", "height", "width", "method", "coordinate_space", "dtype", "codec",

@@ -2,7 +2,10 @@
 
     heatmap-client --target HOST:PORT health          # exit 0 only when SERVING
     heatmap-client --target HOST:PORT info
-    heatmap-client --target HOST:PORT render face.pts --size 64 64 --sigma 2 --out hm.npy
+    heatmap-client --target HOST:PORT render face.pts --size 64 64 --input-size 1024 817 --out hm.npy
+
+Exit status: 0 done, 1 not serving (health), 2 an error, 3 no keypoint landed on the heatmap
+(nothing written: the targets would be all zeros).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from google.protobuf import json_format
 
 from ._client import HeatmapClient
 from ._errors import HeatmapError
-from .keypoint_files import read_keypoints
+from .keypoint_files import KeypointFile, read_keypoints
 
 __all__ = ["main"]
 
@@ -46,13 +49,21 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--coords", default=None, choices=["heatmap", "pixel", "normalized"],
                         help="default: pixel when the image size is known, else heatmap")
     render.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
-                        help="input image size for --coords pixel (default: from the file or --image)")
-    render.add_argument("--image-id", type=int, help="COCO image id (default: the first)")
+                        help="size of the image the keypoints are pixels of (.pts and .npy hold "
+                        "image pixels; default: from the COCO file or --image); implies --coords "
+                        "pixel")
+    render.add_argument("--image-id", type=int,
+                        help="COCO image id (default: the image named by --image, else the first)")
     render.add_argument("--dtype", default="float32",
                         choices=["float32", "float16", "bfloat16", "uint16", "uint8"])
     render.add_argument("--codec", default="zstd", choices=["zstd", "none", "separable"])
-    render.add_argument("--png", help="write a preview PNG (max over channels)")
-    render.add_argument("--image", help="image to draw the preview over")
+    render.add_argument("--png", help="write a preview PNG: heat and a dot per keypoint")
+    render.add_argument("--image", help="the image the keypoints belong to: gives --input-size, "
+                        "picks its COCO annotations by file name, and is drawn under the preview")
+    render.add_argument("--png-channel", type=int, metavar="K",
+                        help="preview keypoint K's channel alone (default: the max over all)")
+    render.add_argument("--png-crop", action="store_true",
+                        help="crop the preview to the keypoints")
     return parser
 
 
@@ -72,12 +83,60 @@ def _image_size(path: str) -> tuple[int, int]:
         return image.height, image.width
 
 
+def _input_size(args: argparse.Namespace, data: KeypointFile) -> tuple[int, int] | None:
+    """(H, W) of the image the keypoints are pixels of, from the flag, the file or the image."""
+    if args.input_size:
+        return args.input_size[0], args.input_size[1]
+    if args.image:
+        size = _image_size(args.image)
+        if data.image_size is not None and data.image_size != size:
+            raise ValueError(f"--image {args.image} is {size[0]}x{size[1]} (H x W), but "
+                             f"{args.keypoints} records {data.image_size[0]}x{data.image_size[1]} "
+                             f"for {data.image_name}")
+        return size
+    return data.image_size
+
+
+def _landed(weights: np.ndarray, visibility: np.ndarray | None) -> tuple[int, int]:
+    """(keypoints drawn on the heatmap, keypoints labelled): weight 0 marks a window off the map."""
+    drawn = np.ones(weights.shape, bool) if visibility is None else visibility >= 0.5
+    return int(((weights > 0) & drawn).sum()), int(drawn.sum())
+
+
+def _off_map_hint(coords: str, input_size: tuple[int, int] | None) -> str:
+    if coords == "heatmap":
+        return "image pixels? pass --input-size H W (or --image IMG)"
+    if coords == "pixel":
+        return f"is {input_size[0]} {input_size[1]} the image's size (H W)?"
+    return "normalized coordinates lie in [-1, 1]"
+
+
+def _heatmap_coordinates(keypoints: np.ndarray, args: argparse.Namespace, coords: str,
+                         input_size: tuple[int, int] | None) -> np.ndarray:
+    """``keypoints`` in heatmap pixels, as the renderer maps them (for the preview's dots)."""
+    height, width = args.size
+    points = np.asarray(keypoints, np.float64)
+    if coords == "normalized":
+        return 0.5 * (points + 1) * np.array([width, height])
+    if coords == "pixel":
+        if args.method == "udp":
+            return points * np.array([(width - 1) / max(input_size[1] - 1, 1),
+                                      (height - 1) / max(input_size[0] - 1, 1)])
+        return points * np.array([width / input_size[1], height / input_size[0]])
+    return points
+
+
 def _render(client: HeatmapClient, args: argparse.Namespace) -> int:
-    data = read_keypoints(args.keypoints, args.image_id)
-    input_size = tuple(args.input_size) if args.input_size else data.image_size
-    if input_size is None and args.image:
-        input_size = _image_size(args.image)
+    image_name = args.image if args.keypoints.lower().endswith(".json") and args.image else None
+    data = read_keypoints(args.keypoints, args.image_id, image_name)
+    count = data.keypoints.shape[-2]
+    if args.png_channel is not None and not 0 <= args.png_channel < count:
+        raise ValueError(f"--png-channel {args.png_channel}: {args.keypoints} has {count} "
+                         f"keypoints per instance (0..{count - 1})")
+    input_size = _input_size(args, data)
     coords = args.coords or ("pixel" if input_size else "heatmap")
+    if coords == "pixel" and input_size is None:
+        raise ValueError("--coords pixel: pass --input-size H W (the image's size) or --image IMG")
     result = client.render(
         data.keypoints,
         size=tuple(args.size),
@@ -89,13 +148,23 @@ def _render(client: HeatmapClient, args: argparse.Namespace) -> int:
         dtype=args.dtype,
         codec=args.codec,
     )
+    landed, labelled = _landed(result.weights, data.visibility)
+    if landed < labelled:
+        hint = _off_map_hint(coords, input_size)
+        print(f"heatmap-client: {landed} of {labelled} keypoints landed on the "
+              f"{args.size[0]}x{args.size[1]} heatmap; {hint}", file=sys.stderr)
+        if landed == 0 and labelled > 0:
+            print(f"heatmap-client: {args.out} not written", file=sys.stderr)
+            return 3
     np.save(args.out, result.heatmaps)
     if args.weights_out:
         np.save(args.weights_out, result.weights)
     if args.png:
         from .preview import save_preview
 
-        save_preview(result.heatmaps, args.png, args.image)
+        save_preview(result.heatmaps, args.png, args.image,
+                     keypoints=_heatmap_coordinates(data.keypoints, args, coords, input_size),
+                     visibility=data.visibility, channel=args.png_channel, crop=args.png_crop)
     shape = "x".join(str(side) for side in result.heatmaps.shape)
     print(f"{args.out}: {shape} {result.heatmaps.dtype}, {result.wire_bytes} bytes on the wire, "
           f"server {result.timings.total_us} us")
@@ -103,7 +172,10 @@ def _render(client: HeatmapClient, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "render" and not args.png and (args.png_channel is not None or args.png_crop):
+        parser.error("--png-channel and --png-crop shape the preview: add --png PREVIEW.png")
     client = _client(args)
     try:
         if args.command == "health":

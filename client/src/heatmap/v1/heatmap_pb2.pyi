@@ -7,28 +7,28 @@ Everything a client in another language needs is in this file. Tensors travel as
 little-endian bytes in C (row-major) order; nothing else is hidden in the bytes.
 """
 
-from collections import abc as _abc
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-import builtins as _builtins
+import builtins
+import collections.abc
+import google.protobuf.descriptor
+import google.protobuf.internal.containers
+import google.protobuf.internal.enum_type_wrapper
+import google.protobuf.message
 import sys
-import typing as _typing
+import typing
 
-if sys.version_info >= (3, 11):
-    from typing import TypeAlias as _TypeAlias, Never as _Never
+if sys.version_info >= (3, 10):
+    import typing as typing_extensions
 else:
-    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+    import typing_extensions
 
-DESCRIPTOR: _descriptor.FileDescriptor
+DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
 class _Method:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
 
-class _MethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Method.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
+class _MethodEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_Method.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     METHOD_UNSPECIFIED: _Method.ValueType  # 0
     METHOD_SEED: _Method.ValueType  # 1
     """centre int(u) (truncation toward zero), windowed kernel, peak 1."""
@@ -51,14 +51,14 @@ METHOD_UDP: Method.ValueType  # 3
 """mmpose UDPHeatmap: window at int(u + 0.5), Gaussian at the float centre."""
 METHOD_DARK: Method.ValueType  # 4
 """DARK / unbiased: Gaussian at the float centre over the whole map, no window."""
-Global___Method: _TypeAlias = Method  # noqa: Y015
+global___Method = Method
 
 class _CoordinateSpace:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
 
-class _CoordinateSpaceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CoordinateSpace.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
+class _CoordinateSpaceEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_CoordinateSpace.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     COORDINATE_SPACE_UNSPECIFIED: _CoordinateSpace.ValueType  # 0
     COORDINATE_SPACE_HEATMAP: _CoordinateSpace.ValueType  # 1
     """heatmap pixels, pixel centres at integers."""
@@ -81,14 +81,14 @@ input/heatmap, UDP by (input - 1)/(heatmap - 1).
 """
 COORDINATE_SPACE_NORMALIZED: CoordinateSpace.ValueType  # 3
 """x in [-1, 1] with -1 the left edge: u = 0.5 * (x + 1) * W (y likewise with H)."""
-Global___CoordinateSpace: _TypeAlias = CoordinateSpace  # noqa: Y015
+global___CoordinateSpace = CoordinateSpace
 
 class _DType:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
 
-class _DTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DType.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
+class _DTypeEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_DType.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     DTYPE_UNSPECIFIED: _DType.ValueType  # 0
     DTYPE_FLOAT32: _DType.ValueType  # 1
     """IEEE 754 binary32, 4 bytes"""
@@ -115,14 +115,14 @@ DTYPE_UINT16: DType.ValueType  # 4
 """fixed point: round_half_even(v * 65535), value = q / 65535"""
 DTYPE_UINT8: DType.ValueType  # 5
 """fixed point: round_half_even(v * 255), value = q / 255"""
-Global___DType: _TypeAlias = DType  # noqa: Y015
+global___DType = DType
 
 class _Codec:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
 
-class _CodecEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Codec.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
+class _CodecEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_Codec.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     CODEC_UNSPECIFIED: _Codec.ValueType  # 0
     CODEC_ZSTD: _Codec.ValueType  # 1
     """zstd of the raw tensor bytes (little-endian, C order, in `dtype`): one frame, or for a large
@@ -155,125 +155,118 @@ cols[B, N, K, W] (N = TensorHeader.instances). The heatmap is
 heatmap[b, k, y, x] = max over n of rows[b, n, k, y] * cols[b, n, k, x], computed in float32
 and then converted to `dtype` as above. Exact; much smaller than dense for small sigma.
 """
-Global___Codec: _TypeAlias = Codec  # noqa: Y015
+global___Codec = Codec
 
-@_typing.final
-class Tensor(_message.Message):
+@typing.final
+class Tensor(google.protobuf.message.Message):
     """A float32 tensor: little-endian bytes in C order; len(data) == 4 * product(shape)."""
 
-    DESCRIPTOR: _descriptor.Descriptor
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    SHAPE_FIELD_NUMBER: _builtins.int
-    DATA_FIELD_NUMBER: _builtins.int
-    data: _builtins.bytes
-    @_builtins.property
-    def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    SHAPE_FIELD_NUMBER: builtins.int
+    DATA_FIELD_NUMBER: builtins.int
+    data: builtins.bytes
+    @property
+    def shape(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]: ...
     def __init__(
         self,
         *,
-        shape: _abc.Iterable[_builtins.int] | None = ...,
-        data: _builtins.bytes = ...,
+        shape: collections.abc.Iterable[builtins.int] | None = ...,
+        data: builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "shape", b"shape"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["data", b"data", "shape", b"shape"]) -> None: ...
 
-Global___Tensor: _TypeAlias = Tensor  # noqa: Y015
+global___Tensor = Tensor
 
-@_typing.final
-class RenderRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class RenderRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    KEYPOINTS_FIELD_NUMBER: _builtins.int
-    VISIBILITY_FIELD_NUMBER: _builtins.int
-    HEIGHT_FIELD_NUMBER: _builtins.int
-    WIDTH_FIELD_NUMBER: _builtins.int
-    SIGMA_FIELD_NUMBER: _builtins.int
-    SIGMAS_FIELD_NUMBER: _builtins.int
-    METHOD_FIELD_NUMBER: _builtins.int
-    COORDINATE_SPACE_FIELD_NUMBER: _builtins.int
-    INPUT_HEIGHT_FIELD_NUMBER: _builtins.int
-    INPUT_WIDTH_FIELD_NUMBER: _builtins.int
-    DTYPE_FIELD_NUMBER: _builtins.int
-    CODEC_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    KEYPOINTS_FIELD_NUMBER: builtins.int
+    VISIBILITY_FIELD_NUMBER: builtins.int
+    HEIGHT_FIELD_NUMBER: builtins.int
+    WIDTH_FIELD_NUMBER: builtins.int
+    SIGMA_FIELD_NUMBER: builtins.int
+    SIGMAS_FIELD_NUMBER: builtins.int
+    METHOD_FIELD_NUMBER: builtins.int
+    COORDINATE_SPACE_FIELD_NUMBER: builtins.int
+    INPUT_HEIGHT_FIELD_NUMBER: builtins.int
+    INPUT_WIDTH_FIELD_NUMBER: builtins.int
+    DTYPE_FIELD_NUMBER: builtins.int
+    CODEC_FIELD_NUMBER: builtins.int
+    request_id: builtins.int
     """Echoed in every reply chunk; lets RenderStream clients match replies to requests."""
-    height: _builtins.int
+    height: builtins.int
     """Heatmap size in pixels."""
-    width: _builtins.int
-    sigma: _builtins.float
+    width: builtins.int
+    sigma: builtins.float
     """Gaussian standard deviation in heatmap pixels: either one value for every keypoint ..."""
-    method: Global___Method.ValueType
-    coordinate_space: Global___CoordinateSpace.ValueType
-    input_height: _builtins.int
+    method: global___Method.ValueType
+    coordinate_space: global___CoordinateSpace.ValueType
+    input_height: builtins.int
     """Input image size, required for COORDINATE_SPACE_PIXEL and rejected otherwise."""
-    input_width: _builtins.int
-    dtype: Global___DType.ValueType
-    codec: Global___Codec.ValueType
-    @_builtins.property
-    def keypoints(self) -> Global___Tensor:
+    input_width: builtins.int
+    dtype: global___DType.ValueType
+    codec: global___Codec.ValueType
+    @property
+    def keypoints(self) -> global___Tensor:
         """(x, y) per keypoint: shape [B, K, 2], or [B, N, K, 2] for N instances per sample."""
 
-    @_builtins.property
-    def visibility(self) -> Global___Tensor:
+    @property
+    def visibility(self) -> global___Tensor:
         """Optional; shape [B, K] or [B, N, K] matching keypoints. A keypoint is drawn when >= 0.5.
         Absent means every keypoint is visible.
         """
 
-    @_builtins.property
-    def sigmas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+    @property
+    def sigmas(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.float]:
         """... or exactly K values, one per keypoint (then `sigma` must be 0)."""
 
     def __init__(
         self,
         *,
-        request_id: _builtins.int = ...,
-        keypoints: Global___Tensor | None = ...,
-        visibility: Global___Tensor | None = ...,
-        height: _builtins.int = ...,
-        width: _builtins.int = ...,
-        sigma: _builtins.float = ...,
-        sigmas: _abc.Iterable[_builtins.float] | None = ...,
-        method: Global___Method.ValueType = ...,
-        coordinate_space: Global___CoordinateSpace.ValueType = ...,
-        input_height: _builtins.int = ...,
-        input_width: _builtins.int = ...,
-        dtype: Global___DType.ValueType = ...,
-        codec: Global___Codec.ValueType = ...,
+        request_id: builtins.int = ...,
+        keypoints: global___Tensor | None = ...,
+        visibility: global___Tensor | None = ...,
+        height: builtins.int = ...,
+        width: builtins.int = ...,
+        sigma: builtins.float = ...,
+        sigmas: collections.abc.Iterable[builtins.float] | None = ...,
+        method: global___Method.ValueType = ...,
+        coordinate_space: global___CoordinateSpace.ValueType = ...,
+        input_height: builtins.int = ...,
+        input_width: builtins.int = ...,
+        dtype: global___DType.ValueType = ...,
+        codec: global___Codec.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["keypoints", b"keypoints", "visibility", b"visibility"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["codec", b"codec", "coordinate_space", b"coordinate_space", "dtype", b"dtype", "height", b"height", "input_height", b"input_height", "input_width", b"input_width", "keypoints", b"keypoints", "method", b"method", "request_id", b"request_id", "sigma", b"sigma", "sigmas", b"sigmas", "visibility", b"visibility", "width", b"width"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def HasField(self, field_name: typing.Literal["keypoints", b"keypoints", "visibility", b"visibility"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["codec", b"codec", "coordinate_space", b"coordinate_space", "dtype", b"dtype", "height", b"height", "input_height", b"input_height", "input_width", b"input_width", "keypoints", b"keypoints", "method", b"method", "request_id", b"request_id", "sigma", b"sigma", "sigmas", b"sigmas", "visibility", b"visibility", "width", b"width"]) -> None: ...
 
-Global___RenderRequest: _TypeAlias = RenderRequest  # noqa: Y015
+global___RenderRequest = RenderRequest
 
-@_typing.final
-class TensorHeader(_message.Message):
+@typing.final
+class TensorHeader(google.protobuf.message.Message):
     """Describes the tensor whose payload follows in RenderChunk.data."""
 
-    DESCRIPTOR: _descriptor.Descriptor
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    SHAPE_FIELD_NUMBER: _builtins.int
-    DTYPE_FIELD_NUMBER: _builtins.int
-    CODEC_FIELD_NUMBER: _builtins.int
-    PAYLOAD_BYTES_FIELD_NUMBER: _builtins.int
-    DECODED_BYTES_FIELD_NUMBER: _builtins.int
-    INSTANCES_FIELD_NUMBER: _builtins.int
-    PAYLOAD_CRC32_FIELD_NUMBER: _builtins.int
-    dtype: Global___DType.ValueType
-    codec: Global___Codec.ValueType
-    payload_bytes: _builtins.int
+    SHAPE_FIELD_NUMBER: builtins.int
+    DTYPE_FIELD_NUMBER: builtins.int
+    CODEC_FIELD_NUMBER: builtins.int
+    PAYLOAD_BYTES_FIELD_NUMBER: builtins.int
+    DECODED_BYTES_FIELD_NUMBER: builtins.int
+    INSTANCES_FIELD_NUMBER: builtins.int
+    PAYLOAD_CRC32_FIELD_NUMBER: builtins.int
+    dtype: global___DType.ValueType
+    codec: global___Codec.ValueType
+    payload_bytes: builtins.int
     """Total payload bytes over all chunks of this reply."""
-    decoded_bytes: _builtins.int
+    decoded_bytes: builtins.int
     """Bytes once decoded: the dense tensor for ZSTD/NONE, the float32 profiles for SEPARABLE."""
-    instances: _builtins.int
+    instances: builtins.int
     """N, the instances per sample (1 for [B, K, 2] keypoints); SEPARABLE profiles have it."""
-    payload_crc32: _builtins.int
+    payload_crc32: builtins.int
     """CRC-32 (zlib's) of the whole payload, present for the compressed codecs (ZSTD, SEPARABLE) and
     checked before anything is decoded. Their zstd frames carry no checksum of their own: the
     payload is hundreds of times smaller than the tensor, so checking it costs microseconds where
@@ -281,209 +274,186 @@ class TensorHeader(_message.Message):
     Clients should check it: nothing else guards the payload beyond the transport. (Servers
     before this field wrote zstd's frame checksum instead; zstd verifies that one itself.)
     """
-    @_builtins.property
-    def shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+    @property
+    def shape(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]:
         """The decoded heatmaps' shape: [B, K, H, W]."""
 
     def __init__(
         self,
         *,
-        shape: _abc.Iterable[_builtins.int] | None = ...,
-        dtype: Global___DType.ValueType = ...,
-        codec: Global___Codec.ValueType = ...,
-        payload_bytes: _builtins.int = ...,
-        decoded_bytes: _builtins.int = ...,
-        instances: _builtins.int = ...,
-        payload_crc32: _builtins.int | None = ...,
+        shape: collections.abc.Iterable[builtins.int] | None = ...,
+        dtype: global___DType.ValueType = ...,
+        codec: global___Codec.ValueType = ...,
+        payload_bytes: builtins.int = ...,
+        decoded_bytes: builtins.int = ...,
+        instances: builtins.int = ...,
+        payload_crc32: builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_payload_crc32", b"_payload_crc32", "payload_crc32", b"payload_crc32"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_payload_crc32", b"_payload_crc32", "codec", b"codec", "decoded_bytes", b"decoded_bytes", "dtype", b"dtype", "instances", b"instances", "payload_bytes", b"payload_bytes", "payload_crc32", b"payload_crc32", "shape", b"shape"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__payload_crc32: _TypeAlias = _typing.Literal["payload_crc32"]  # noqa: Y015
-    _WhichOneofArgType__payload_crc32: _TypeAlias = _typing.Literal["_payload_crc32", b"_payload_crc32"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__payload_crc32) -> _WhichOneofReturnType__payload_crc32 | None: ...
+    def HasField(self, field_name: typing.Literal["_payload_crc32", b"_payload_crc32", "payload_crc32", b"payload_crc32"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_payload_crc32", b"_payload_crc32", "codec", b"codec", "decoded_bytes", b"decoded_bytes", "dtype", b"dtype", "instances", b"instances", "payload_bytes", b"payload_bytes", "payload_crc32", b"payload_crc32", "shape", b"shape"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_payload_crc32", b"_payload_crc32"]) -> typing.Literal["payload_crc32"] | None: ...
 
-Global___TensorHeader: _TypeAlias = TensorHeader  # noqa: Y015
+global___TensorHeader = TensorHeader
 
-@_typing.final
-class Timings(_message.Message):
+@typing.final
+class Timings(google.protobuf.message.Message):
     """Server-side time spent on this request, in microseconds."""
 
-    DESCRIPTOR: _descriptor.Descriptor
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    QUEUE_US_FIELD_NUMBER: _builtins.int
-    RENDER_US_FIELD_NUMBER: _builtins.int
-    ENCODE_US_FIELD_NUMBER: _builtins.int
-    TOTAL_US_FIELD_NUMBER: _builtins.int
-    COALESCED_REQUESTS_FIELD_NUMBER: _builtins.int
-    queue_us: _builtins.int
+    QUEUE_US_FIELD_NUMBER: builtins.int
+    RENDER_US_FIELD_NUMBER: builtins.int
+    ENCODE_US_FIELD_NUMBER: builtins.int
+    TOTAL_US_FIELD_NUMBER: builtins.int
+    COALESCED_REQUESTS_FIELD_NUMBER: builtins.int
+    queue_us: builtins.int
     """waiting for the device worker (and for the batcher to fill)"""
-    render_us: _builtins.int
+    render_us: builtins.int
     """rendering and conversion on the device, including the copy to host"""
-    encode_us: _builtins.int
+    encode_us: builtins.int
     """compression"""
-    total_us: _builtins.int
+    total_us: builtins.int
     """from arrival to the last chunk handed to gRPC"""
-    coalesced_requests: _builtins.int
+    coalesced_requests: builtins.int
     """How many requests were rendered together in the device call that served this one."""
     def __init__(
         self,
         *,
-        queue_us: _builtins.int = ...,
-        render_us: _builtins.int = ...,
-        encode_us: _builtins.int = ...,
-        total_us: _builtins.int = ...,
-        coalesced_requests: _builtins.int = ...,
+        queue_us: builtins.int = ...,
+        render_us: builtins.int = ...,
+        encode_us: builtins.int = ...,
+        total_us: builtins.int = ...,
+        coalesced_requests: builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coalesced_requests", b"coalesced_requests", "encode_us", b"encode_us", "queue_us", b"queue_us", "render_us", b"render_us", "total_us", b"total_us"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["coalesced_requests", b"coalesced_requests", "encode_us", b"encode_us", "queue_us", b"queue_us", "render_us", b"render_us", "total_us", b"total_us"]) -> None: ...
 
-Global___Timings: _TypeAlias = Timings  # noqa: Y015
+global___Timings = Timings
 
-@_typing.final
-class RenderChunk(_message.Message):
+@typing.final
+class RenderChunk(google.protobuf.message.Message):
     """One piece of a reply. The first chunk carries `header`, every chunk carries up to 1 MiB of
     payload in `data` (concatenate them in order), the last chunk carries `weights` and `timings`.
     A reply with an empty payload is a single chunk with header, weights and timings.
     """
 
-    DESCRIPTOR: _descriptor.Descriptor
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
-    HEADER_FIELD_NUMBER: _builtins.int
-    DATA_FIELD_NUMBER: _builtins.int
-    WEIGHTS_FIELD_NUMBER: _builtins.int
-    TIMINGS_FIELD_NUMBER: _builtins.int
-    LAST_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.int
-    data: _builtins.bytes
-    last: _builtins.bool
+    REQUEST_ID_FIELD_NUMBER: builtins.int
+    HEADER_FIELD_NUMBER: builtins.int
+    DATA_FIELD_NUMBER: builtins.int
+    WEIGHTS_FIELD_NUMBER: builtins.int
+    TIMINGS_FIELD_NUMBER: builtins.int
+    LAST_FIELD_NUMBER: builtins.int
+    request_id: builtins.int
+    data: builtins.bytes
+    last: builtins.bool
     """True on the last chunk of a reply."""
-    @_builtins.property
-    def header(self) -> Global___TensorHeader: ...
-    @_builtins.property
-    def weights(self) -> Global___Tensor:
+    @property
+    def header(self) -> global___TensorHeader: ...
+    @property
+    def weights(self) -> global___Tensor:
         """float32 weights, shape [B, K] or [B, N, K] as the keypoints: the visibility (1 when absent),
         0 for a drawn keypoint whose Gaussian window misses the heatmap.
         """
 
-    @_builtins.property
-    def timings(self) -> Global___Timings: ...
+    @property
+    def timings(self) -> global___Timings: ...
     def __init__(
         self,
         *,
-        request_id: _builtins.int = ...,
-        header: Global___TensorHeader | None = ...,
-        data: _builtins.bytes = ...,
-        weights: Global___Tensor | None = ...,
-        timings: Global___Timings | None = ...,
-        last: _builtins.bool = ...,
+        request_id: builtins.int = ...,
+        header: global___TensorHeader | None = ...,
+        data: builtins.bytes = ...,
+        weights: global___Tensor | None = ...,
+        timings: global___Timings | None = ...,
+        last: builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "timings", b"timings", "weights", b"weights"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "header", b"header", "last", b"last", "request_id", b"request_id", "timings", b"timings", "weights", b"weights"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def HasField(self, field_name: typing.Literal["header", b"header", "timings", b"timings", "weights", b"weights"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["data", b"data", "header", b"header", "last", b"last", "request_id", b"request_id", "timings", b"timings", "weights", b"weights"]) -> None: ...
 
-Global___RenderChunk: _TypeAlias = RenderChunk  # noqa: Y015
+global___RenderChunk = RenderChunk
 
-@_typing.final
-class GetServerInfoRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class GetServerInfoRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     def __init__(
         self,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetServerInfoRequest: _TypeAlias = GetServerInfoRequest  # noqa: Y015
+global___GetServerInfoRequest = GetServerInfoRequest
 
-@_typing.final
-class Limits(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class Limits(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    MAX_OUTPUT_ELEMENTS_FIELD_NUMBER: _builtins.int
-    MAX_REQUEST_BYTES_FIELD_NUMBER: _builtins.int
-    CHUNK_BYTES_FIELD_NUMBER: _builtins.int
-    MAX_SIDE_FIELD_NUMBER: _builtins.int
-    MAX_INSTANCES_FIELD_NUMBER: _builtins.int
-    max_output_elements: _builtins.int
+    MAX_OUTPUT_ELEMENTS_FIELD_NUMBER: builtins.int
+    MAX_REQUEST_BYTES_FIELD_NUMBER: builtins.int
+    CHUNK_BYTES_FIELD_NUMBER: builtins.int
+    MAX_SIDE_FIELD_NUMBER: builtins.int
+    MAX_INSTANCES_FIELD_NUMBER: builtins.int
+    max_output_elements: builtins.int
     """Largest B * K * H * W a request may ask for (RESOURCE_EXHAUSTED beyond)."""
-    max_request_bytes: _builtins.int
+    max_request_bytes: builtins.int
     """Largest request message in bytes."""
-    chunk_bytes: _builtins.int
+    chunk_bytes: builtins.int
     """Payload bytes per RenderChunk."""
-    max_side: _builtins.int
+    max_side: builtins.int
     """Largest heatmap side, in pixels."""
-    max_instances: _builtins.int
+    max_instances: builtins.int
     """Most instances N per sample."""
     def __init__(
         self,
         *,
-        max_output_elements: _builtins.int = ...,
-        max_request_bytes: _builtins.int = ...,
-        chunk_bytes: _builtins.int = ...,
-        max_side: _builtins.int = ...,
-        max_instances: _builtins.int = ...,
+        max_output_elements: builtins.int = ...,
+        max_request_bytes: builtins.int = ...,
+        chunk_bytes: builtins.int = ...,
+        max_side: builtins.int = ...,
+        max_instances: builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_bytes", b"chunk_bytes", "max_instances", b"max_instances", "max_output_elements", b"max_output_elements", "max_request_bytes", b"max_request_bytes", "max_side", b"max_side"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def ClearField(self, field_name: typing.Literal["chunk_bytes", b"chunk_bytes", "max_instances", b"max_instances", "max_output_elements", b"max_output_elements", "max_request_bytes", b"max_request_bytes", "max_side", b"max_side"]) -> None: ...
 
-Global___Limits: _TypeAlias = Limits  # noqa: Y015
+global___Limits = Limits
 
-@_typing.final
-class ServerInfo(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+@typing.final
+class ServerInfo(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
-    VERSION_FIELD_NUMBER: _builtins.int
-    DEVICE_FIELD_NUMBER: _builtins.int
-    TORCH_VERSION_FIELD_NUMBER: _builtins.int
-    METHODS_FIELD_NUMBER: _builtins.int
-    CODECS_FIELD_NUMBER: _builtins.int
-    DTYPES_FIELD_NUMBER: _builtins.int
-    COORDINATE_SPACES_FIELD_NUMBER: _builtins.int
-    LIMITS_FIELD_NUMBER: _builtins.int
-    version: _builtins.str
-    device: _builtins.str
+    VERSION_FIELD_NUMBER: builtins.int
+    DEVICE_FIELD_NUMBER: builtins.int
+    TORCH_VERSION_FIELD_NUMBER: builtins.int
+    METHODS_FIELD_NUMBER: builtins.int
+    CODECS_FIELD_NUMBER: builtins.int
+    DTYPES_FIELD_NUMBER: builtins.int
+    COORDINATE_SPACES_FIELD_NUMBER: builtins.int
+    LIMITS_FIELD_NUMBER: builtins.int
+    version: builtins.str
+    device: builtins.str
     """"cpu", "cuda:0", ..."""
-    torch_version: _builtins.str
-    @_builtins.property
-    def methods(self) -> _containers.RepeatedScalarFieldContainer[Global___Method.ValueType]: ...
-    @_builtins.property
-    def codecs(self) -> _containers.RepeatedScalarFieldContainer[Global___Codec.ValueType]: ...
-    @_builtins.property
-    def dtypes(self) -> _containers.RepeatedScalarFieldContainer[Global___DType.ValueType]: ...
-    @_builtins.property
-    def coordinate_spaces(self) -> _containers.RepeatedScalarFieldContainer[Global___CoordinateSpace.ValueType]: ...
-    @_builtins.property
-    def limits(self) -> Global___Limits: ...
+    torch_version: builtins.str
+    @property
+    def methods(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[global___Method.ValueType]: ...
+    @property
+    def codecs(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[global___Codec.ValueType]: ...
+    @property
+    def dtypes(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[global___DType.ValueType]: ...
+    @property
+    def coordinate_spaces(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[global___CoordinateSpace.ValueType]: ...
+    @property
+    def limits(self) -> global___Limits: ...
     def __init__(
         self,
         *,
-        version: _builtins.str = ...,
-        device: _builtins.str = ...,
-        torch_version: _builtins.str = ...,
-        methods: _abc.Iterable[Global___Method.ValueType] | None = ...,
-        codecs: _abc.Iterable[Global___Codec.ValueType] | None = ...,
-        dtypes: _abc.Iterable[Global___DType.ValueType] | None = ...,
-        coordinate_spaces: _abc.Iterable[Global___CoordinateSpace.ValueType] | None = ...,
-        limits: Global___Limits | None = ...,
+        version: builtins.str = ...,
+        device: builtins.str = ...,
+        torch_version: builtins.str = ...,
+        methods: collections.abc.Iterable[global___Method.ValueType] | None = ...,
+        codecs: collections.abc.Iterable[global___Codec.ValueType] | None = ...,
+        dtypes: collections.abc.Iterable[global___DType.ValueType] | None = ...,
+        coordinate_spaces: collections.abc.Iterable[global___CoordinateSpace.ValueType] | None = ...,
+        limits: global___Limits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["codecs", b"codecs", "coordinate_spaces", b"coordinate_spaces", "device", b"device", "dtypes", b"dtypes", "limits", b"limits", "methods", b"methods", "torch_version", b"torch_version", "version", b"version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    def HasField(self, field_name: typing.Literal["limits", b"limits"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["codecs", b"codecs", "coordinate_spaces", b"coordinate_spaces", "device", b"device", "dtypes", b"dtypes", "limits", b"limits", "methods", b"methods", "torch_version", b"torch_version", "version", b"version"]) -> None: ...
 
-Global___ServerInfo: _TypeAlias = ServerInfo  # noqa: Y015
+global___ServerInfo = ServerInfo
