@@ -21,6 +21,8 @@ from google.protobuf import json_format
 from ._client import HeatmapClient
 from ._errors import HeatmapError
 from .keypoint_files import KeypointFile, read_keypoints
+from .options import RenderOptions
+from .wire import CODEC_NAMES, COORDINATE_SPACES, DTYPE_NAMES, METHODS
 
 __all__ = ["main"]
 
@@ -45,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--weights-out", help="weights as .npy")
     render.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=(64, 48))
     render.add_argument("--sigma", type=float, default=2.0)
-    render.add_argument("--method", default="msra", choices=["seed", "msra", "udp", "dark"])
-    render.add_argument("--coords", default=None, choices=["heatmap", "pixel", "normalized"],
+    render.add_argument("--method", default=METHODS.default, choices=METHODS.names)
+    render.add_argument("--coords", default=None, choices=COORDINATE_SPACES.names,
                         help="default: pixel when the image size is known, else heatmap")
     render.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                         help="size of the image the keypoints are pixels of (.pts and .npy hold "
@@ -54,9 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                         "pixel")
     render.add_argument("--image-id", type=int,
                         help="COCO image id (default: the image named by --image, else the first)")
-    render.add_argument("--dtype", default="float32",
-                        choices=["float32", "float16", "bfloat16", "uint16", "uint8"])
-    render.add_argument("--codec", default="zstd", choices=["zstd", "none", "separable"])
+    render.add_argument("--dtype", default=DTYPE_NAMES.default,
+                        choices=DTYPE_NAMES.names)
+    render.add_argument("--codec", default=CODEC_NAMES.default, choices=CODEC_NAMES.names)
     render.add_argument("--png", help="write a preview PNG: heat and a dot per keypoint")
     render.add_argument("--image", help="the image the keypoints belong to: gives --input-size, "
                         "picks its COCO annotations by file name, and is drawn under the preview")
@@ -137,17 +139,16 @@ def _render(client: HeatmapClient, args: argparse.Namespace) -> int:
     coords = args.coords or ("pixel" if input_size else "heatmap")
     if coords == "pixel" and input_size is None:
         raise ValueError("--coords pixel: pass --input-size H W (the image's size) or --image IMG")
-    result = client.render(
-        data.keypoints,
+    options = RenderOptions(
         size=tuple(args.size),
         sigma=args.sigma,
         method=args.method,
         coords=coords,
         input_size=input_size if coords == "pixel" else None,
-        visibility=data.visibility,
         dtype=args.dtype,
         codec=args.codec,
     )
+    result = client.render(data.keypoints, visibility=data.visibility, **options.as_kwargs())
     landed, labelled = _landed(result.weights, data.visibility)
     if landed < labelled:
         hint = _off_map_hint(coords, input_size)
