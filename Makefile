@@ -39,18 +39,21 @@ install-packages:
 # TORCH_BUILD is the local version label the torch wheel must carry, so that a wheelhouse never
 # silently holds a multi-GB CUDA build instead of the CPU one (empty: any build of the version).
 # Where pip's own index lacks the CPU build, pass PyTorch's CPU wheel index as TORCH_INDEX_URL.
-# The wheels are for the Python running pip here: it must be the image's (3.11 for Debian
-# bookworm and python:3.11-slim). Wheels already in the folder are not fetched again.
+# The wheels must match the image's Python: by default the one running pip here (3.11, as in
+# Debian bookworm and python:3.11-slim); WHEELHOUSE_PYTHON=3.12 gathers binary wheels for another
+# (Ubuntu 24.04's, under the CUDA base). Wheels already in the folder are not fetched again.
 WHEELHOUSE ?= wheelhouse
+WHEELHOUSE_PYTHON ?=
 TORCH_BUILD ?= cpu
 TORCH_WHEEL := torch==$(TORCH_VERSION)$(if $(TORCH_BUILD),+$(TORCH_BUILD))
+WHEELS_FOR := $(if $(WHEELHOUSE_PYTHON),--python-version $(WHEELHOUSE_PYTHON) --only-binary=:all:)
 # The packages build from source in the image: their build backend comes from the wheelhouse too.
 BUILD_REQUIREMENTS ?= 'setuptools>=64'
 
 wheelhouse: $(STAMP)
 	mkdir -p $(WHEELHOUSE)
-	$(PIP) download --quiet --dest $(WHEELHOUSE) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) '$(TORCH_WHEEL)'
-	$(PIP) download --quiet --dest $(WHEELHOUSE) --find-links $(WHEELHOUSE) '$(TORCH_WHEEL)' \
+	$(PIP) download --quiet --dest $(WHEELHOUSE) $(WHEELS_FOR) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) '$(TORCH_WHEEL)'
+	$(PIP) download --quiet --dest $(WHEELHOUSE) $(WHEELS_FOR) --find-links $(WHEELHOUSE) '$(TORCH_WHEEL)' \
 		'./client[preview]' ./server $(BUILD_REQUIREMENTS)
 
 test: $(STAMP)
