@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import dockerfile
 import grpc
 import pytest
 import yaml
@@ -37,11 +38,9 @@ from probes import free_port, scrape, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 BASE_TAG = "heatmap-test-base:bookworm"
-# What the Dockerfile copies into the build; the test builds from exactly these.
-CONTEXT = ["Dockerfile", ".dockerignore", "Makefile", "wheelhouse/README.md", "client", "server",
-           "examples"]
+# The repository's own wheels (if any) stay out: the build takes the test's wheelhouse.
 NOT_CONTEXT = shutil.ignore_patterns("__pycache__", "*.py[co]", "*.egg-info", "build", "dist",
-                                     ".venv")
+                                     ".venv", "*.whl")
 REPLICAS = 2  # besides the server: three in all
 
 
@@ -77,7 +76,8 @@ def engine(tmp_path_factory) -> Iterator[None]:
         daemon = subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     try:
-        if not wait_for(lambda: daemon.poll() is None and _engine_answers(), timeout=60):
+        wait_for(lambda: daemon.poll() is not None or _engine_answers(), timeout=60)
+        if daemon.poll() is not None or not _engine_answers():
             pytest.skip(f"dockerd did not start here:\n{log.read_text()[-2000:]}")
         yield
     finally:
@@ -162,8 +162,18 @@ def base_image(engine, tmp_path_factory) -> str:
 
 # --- the service image: make wheelhouse, then docker build from it alone -------------------------
 
+def _copied() -> list[str]:
+    """What the Dockerfile copies from the context, besides the Dockerfile itself."""
+    sources = ["Dockerfile", ".dockerignore"]
+    for command in dockerfile.parse_file(str(ROOT / "Dockerfile")):
+        if command.cmd == "COPY" and not any(flag.startswith("--from") for flag in command.flags):
+            sources += command.value[:-1]
+    return sources
+
+
 def _build_context(destination: Path, wheelhouse: Path) -> Path:
-    for name in CONTEXT:
+    """The repository's files the build copies, and the wheelhouse's wheels in wheelhouse/."""
+    for name in _copied():
         source, target = ROOT / name, destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
@@ -185,9 +195,8 @@ def image(base_image, tmp_path_factory) -> Iterator[str]:
     _ok(["make", "--no-print-directory", "-C", str(ROOT), "wheelhouse", f"VENV={venv}",
          "-o", str(venv / ".installed"), f"PIP={sys.executable} -m pip",
          f"WHEELHOUSE={wheelhouse}"], 900)
-    wheels = sorted(path.name for path in wheelhouse.glob("*.whl"))
-    assert [name for name in wheels if name.startswith("torch-")] == \
-        [name for name in wheels if name.startswith("torch-") and "+cpu-" in name], wheels
+    torch = sorted(path.name for path in wheelhouse.glob("torch-*.whl"))
+    assert torch and all("+cpu-" in name for name in torch), f"not the CPU build: {torch}"
     context = _build_context(tmp_path_factory.mktemp("context"), wheelhouse)
     tag = f"heatmap-service:test-{uuid.uuid4().hex[:12]}"
     # No network: every package comes from the wheelhouse, as in an air-gapped cluster.
@@ -249,7 +258,7 @@ class Project:
         return done.stdout
 
     def containers(self, service: str) -> list[str]:
-        return self("ps", "-q", service, replicas=True).split()
+        return self("ps", "-a", "-q", service, replicas=True).split()
 
     def logs(self) -> str:
         return self("logs", "--no-color", "--tail", "60", replicas=True, check=False, timeout=60)
@@ -307,7 +316,7 @@ def test_image_and_compose_on_a_real_engine(image):
             published = _ok(["docker", "port", replica, "9100"], 30).split()[0]
             metrics[replica] = int(published.rsplit(":", 1)[1])
         before = {container: _renders(scrape(port)) for container, port in metrics.items()}
-        project("run", "--rm", "loader", timeout=600)
+        project("run", "--rm", "-T", "loader", timeout=600)
         served = {container: _renders(scrape(port)) - before[container]
                   for container, port in metrics.items()}
         assert len(served) == REPLICAS + 1 and all(n > 0 for n in served.values()), served
