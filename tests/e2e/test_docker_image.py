@@ -268,6 +268,11 @@ def _inspect(container: str, template: str) -> str:
     return _ok(["docker", "inspect", "-f", template, container], 30).strip()
 
 
+def _logs(container: str) -> str:
+    done = _run(["docker", "logs", "--tail", "30", container], 60)
+    return done.stdout + done.stderr  # the server logs to stderr
+
+
 def _all_healthy(containers: list[str]) -> bool:
     return all(_inspect(c, "{{.State.Health.Status}}") == "healthy" for c in containers)
 
@@ -328,6 +333,6 @@ def test_image_and_compose_on_a_real_engine(image):
         for container in [server, *replicas]:
             code = _inspect(container, "{{.State.ExitCode}}")
             assert code == "0", f"{container} exit {code} after stop ({took:.1f} s)\n" \
-                                f"{_ok(['docker', 'logs', '--tail', '30', container], 60)}"
+                                f"{_logs(container)}"
     finally:
         project("down", "-v", "--remove-orphans", replicas=True, timeout=300, check=False)
