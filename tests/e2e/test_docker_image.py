@@ -33,7 +33,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from probes import free_port, scrape, wait_for
+from probes import free_port, scrape
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -60,6 +60,16 @@ def _engine_answers() -> bool:
     return _run(["docker", "info"], 30).returncode == 0
 
 
+def _poll(condition, timeout: float, every: float = 1.0) -> bool:
+    """``condition()`` until true or ``timeout`` seconds; each try is a docker call, so not often."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> Iterator[None]:
     """A Docker engine: the running one, or ``dockerd`` started here (and stopped after)."""
@@ -76,7 +86,7 @@ def engine(tmp_path_factory) -> Iterator[None]:
         daemon = subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     try:
-        wait_for(lambda: daemon.poll() is not None or _engine_answers(), timeout=60)
+        _poll(lambda: daemon.poll() is not None or _engine_answers(), timeout=60, every=0.5)
         if daemon.poll() is not None or not _engine_answers():
             pytest.skip(f"dockerd did not start here:\n{log.read_text()[-2000:]}")
         yield
@@ -310,7 +320,7 @@ def test_image_and_compose_on_a_real_engine(image):
                 replicas=True, timeout=600)
         replicas = project.containers("replica")
         assert len(replicas) == REPLICAS
-        assert wait_for(lambda: _all_healthy(replicas), timeout=180), project.logs()
+        assert _poll(lambda: _all_healthy(replicas), timeout=180), project.logs()
         # From the host, as the README says: `docker compose port --index N replica 50051`.
         for index in range(1, REPLICAS + 1):
             published = project("port", "--index", str(index), "replica", "50051",
@@ -321,7 +331,7 @@ def test_image_and_compose_on_a_real_engine(image):
             published = _ok(["docker", "port", replica, "9100"], 30).split()[0]
             metrics[replica] = int(published.rsplit(":", 1)[1])
         before = {container: _renders(scrape(port)) for container, port in metrics.items()}
-        project("run", "--rm", "-T", "loader", timeout=600)
+        assert "samples/s" in project("run", "--rm", "-T", "loader", timeout=600)
         served = {container: _renders(scrape(port)) - before[container]
                   for container, port in metrics.items()}
         assert len(served) == REPLICAS + 1 and all(n > 0 for n in served.values()), served
