@@ -5,7 +5,7 @@ TORCH_VERSION ?= 2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-packages test bench proto serve clean
+.PHONY: install install-packages wheelhouse test bench proto serve clean
 
 install: $(STAMP)
 
@@ -48,10 +48,37 @@ PIP ?= $(BIN)/python -m pip
 TORCH_INDEX_URL ?=
 EDITABLE ?= -e
 DEV_REQUIREMENTS ?= -r requirements-dev.txt
+# FIND_LINKS (a folder of wheels) installs from that folder alone, with no index: the image's
+# air-gapped build passes FIND_LINKS=wheelhouse.
+FIND_LINKS ?=
+FROM_WHEELS := $(if $(FIND_LINKS),--no-index --find-links $(FIND_LINKS))
 
 install-packages:
-	$(PIP) install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==$(TORCH_VERSION)
-	$(PIP) install --quiet $(EDITABLE) './client[preview]' $(EDITABLE) ./server $(DEV_REQUIREMENTS)
+	$(PIP) install --quiet $(FROM_WHEELS) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==$(TORCH_VERSION)
+	$(PIP) install --quiet $(FROM_WHEELS) $(EDITABLE) './client[preview]' $(EDITABLE) ./server $(DEV_REQUIREMENTS)
+
+# Every wheel the image installs, for `docker build` with no index (see the Dockerfile):
+#   make wheelhouse                                   torch's CPU build
+#   make wheelhouse TORCH_BUILD=cu128 TORCH_INDEX_URL=<PyTorch's CUDA 12.8 wheel index>
+# TORCH_BUILD is the local version label the torch wheel must carry, so that a wheelhouse never
+# silently holds a multi-GB CUDA build instead of the CPU one (empty: any build of the version).
+# Where pip's own index lacks the CPU build, pass PyTorch's CPU wheel index as TORCH_INDEX_URL.
+# The wheels must match the image's Python: by default the one running pip here (3.11, as in
+# Debian bookworm and python:3.11-slim); WHEELHOUSE_PYTHON=3.12 gathers binary wheels for another
+# (Ubuntu 24.04's, under the CUDA base). Wheels already in the folder are not fetched again.
+WHEELHOUSE ?= wheelhouse
+WHEELHOUSE_PYTHON ?=
+TORCH_BUILD ?= cpu
+TORCH_WHEEL := torch==$(TORCH_VERSION)$(if $(TORCH_BUILD),+$(TORCH_BUILD))
+WHEELS_FOR := $(if $(WHEELHOUSE_PYTHON),--python-version $(WHEELHOUSE_PYTHON) --only-binary=:all:)
+# The packages build from source in the image: their build backend comes from the wheelhouse too.
+BUILD_REQUIREMENTS ?= 'setuptools>=64'
+
+wheelhouse: $(STAMP)
+	mkdir -p $(WHEELHOUSE)
+	$(PIP) download --quiet --dest $(WHEELHOUSE) $(WHEELS_FOR) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) '$(TORCH_WHEEL)'
+	$(PIP) download --quiet --dest $(WHEELHOUSE) $(WHEELS_FOR) --find-links $(WHEELHOUSE) '$(TORCH_WHEEL)' \
+		'./client[preview]' ./server $(BUILD_REQUIREMENTS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -68,3 +95,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -f $(WHEELHOUSE)/*.whl

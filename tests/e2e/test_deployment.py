@@ -4,10 +4,14 @@
   Debian's docker-compose is installed; the compose server's own command, environment and
   healthcheck run on the host against a real server (up -> healthy, down -> unhealthy), and the
   Dockerfile's HEALTHCHECK the same way;
-- deploy/k8s/ against the Kubernetes schemas, with its gRPC probes on the real port and on health
-  service names the real server answers for;
-- the Dockerfile through BuildKit's own parser and hadolint, and its install step: the Makefile's;
+- deploy/k8s/'s kustomize overlays (rendered here, and compared with ``kubectl kustomize`` where
+  kubectl is installed) against the Kubernetes schemas, with their gRPC probes on the real port and
+  on health service names the real server answers for, and threads within the CPU they request;
+- the Dockerfile through BuildKit's own parser and hadolint, and its install step: the Makefile's,
+  from the index or from ``make wheelhouse``'s folder alone;
 - the README's Deployment commands against these files.
+
+tests/e2e/test_docker_image.py builds and runs the image itself where a Docker engine can start.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from probes import free_port
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 COMPOSE = ROOT / "docker-compose.yml"
-K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+OVERLAYS = sorted(path for path in (ROOT / "deploy" / "k8s" / "overlays").iterdir()
+                  if (path / "kustomization.yaml").is_file())
 SETTINGS = {"HEATMAP_" + spec.name.upper() for spec in fields(ServerConfig)}
 
 
@@ -90,8 +95,75 @@ def _arg_defaults() -> dict[str, str]:
     return defaults
 
 
-def _k8s() -> list[dict]:
-    return [doc for path in K8S for doc in yaml.safe_load_all(path.read_text()) if doc]
+# kustomize's strategic merge: these lists merge item by item on a key, the rest are replaced.
+_MERGE_KEYS = {"containers": "name", "env": "name"}
+_REPLACED_LISTS = {"args", "command", "drop", "tolerations"}
+_KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "resources", "labels", "patches", "nameSuffix"}
+
+
+def _merge(into: dict, patch: dict, where: str = "") -> None:
+    for key, value in patch.items():
+        here = f"{where}.{key}"
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, here)
+        elif isinstance(value, list) and key in _MERGE_KEYS and key in into:
+            merge_key = _MERGE_KEYS[key]
+            existing = {item[merge_key]: item for item in into[key]}
+            for item in value:
+                if item[merge_key] in existing:
+                    _merge(existing[item[merge_key]], item, f"{here}[{item[merge_key]}]")
+                else:
+                    into[key].append(item)
+        else:
+            assert not isinstance(value, list) or key in _REPLACED_LISTS | _MERGE_KEYS.keys(), \
+                f"{here}: the test's merge does not know how kustomize merges this list"
+            into[key] = value
+
+
+def _kustomize(directory: Path) -> list[dict]:
+    """``kubectl kustomize DIRECTORY`` for the features deploy/k8s uses: resources (files or
+    bases), strategic-merge patches, labels (with selectors) and a name suffix, in that order."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unknown = kustomization.keys() - _KUSTOMIZATION_FIELDS
+    assert not unknown, f"{directory}: the test does not render {sorted(unknown)}"
+    docs: list[dict] = []
+    for resource in kustomization.get("resources", []):
+        path = directory / resource
+        docs += _kustomize(path) if path.is_dir() else \
+            [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    for entry in kustomization.get("patches", []):
+        patch = yaml.safe_load((directory / entry["path"]).read_text())
+        (target,) = [doc for doc in docs if doc["kind"] == patch["kind"]
+                     and doc["metadata"]["name"] == patch["metadata"]["name"]]
+        _merge(target, patch)
+    for labels in kustomization.get("labels", []):
+        for doc in docs:
+            doc["metadata"].setdefault("labels", {}).update(labels["pairs"])
+            if not labels.get("includeSelectors"):
+                continue
+            spec = doc["spec"]
+            if doc["kind"] == "Service":
+                spec.setdefault("selector", {}).update(labels["pairs"])
+            elif doc["kind"] == "Deployment":
+                spec.setdefault("selector", {}).setdefault("matchLabels", {}).update(labels["pairs"])
+                spec["template"].setdefault("metadata", {}).setdefault("labels", {}).update(
+                    labels["pairs"])
+    for doc in docs:
+        doc["metadata"]["name"] += kustomization.get("nameSuffix", "")
+    return docs
+
+
+def _k8s(overlay: Path) -> list[dict]:
+    return _kustomize(overlay)
+
+
+def _kubectl_kustomize() -> list[str] | None:
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl") and subprocess.run(["kubectl", "kustomize", "--help"],
+                                                  capture_output=True).returncode == 0:
+        return ["kubectl", "kustomize"]
+    return None
 
 
 def _server_container(deployment: dict) -> dict:
@@ -159,30 +231,42 @@ def test_docker_compose_config_is_clean(profile):
     assert done.stderr.strip() == "", f"docker-compose config warns:\n{done.stderr}"
 
 
+def _published(entry: str) -> tuple[str, str, int]:
+    """``[address:][host port]:container port`` after interpolation, as three parts."""
+    parts = _interpolate(str(entry)).rsplit(":", 2)
+    address, host, target = parts if len(parts) == 3 else ["", *parts]
+    return address, host, int(target)
+
+
 def test_compose_wires_server_loader_replicas_and_gpu():
     services = _compose()["services"]
     server, loader = services["server"], services["loader"]
     env = {name: _interpolate(str(value)) for name, value in server["environment"].items()}
     config = _assert_server_settings(env, "docker-compose.yml server")
-    # Replicas: no fixed container name, and each published port is a host range, so that
-    # `--scale server=3` gives every replica a host port instead of failing on the second one.
+    # The server: each port published on the same fixed host port, never a range (Docker would
+    # pick any free port of a range).
     assert "container_name" not in server
-    published = {}
-    for entry in server["ports"]:
-        host, _, target = str(entry).rpartition(":")
-        first, _, last = host.partition("-")
-        assert last and int(last) - int(first) >= 2, f"{entry}: a host range scales to replicas"
-        published[int(target)] = int(first)
-    assert published == {config.port: config.port, config.metrics_port: config.metrics_port}
+    published = {target: host for _, host, target in map(_published, server["ports"])}
+    assert published == {config.port: str(config.port), config.metrics_port: str(config.metrics_port)}
     assert server["restart"] in {"always", "unless-stopped", "on-failure"}
     grace = float(server["stop_grace_period"].rstrip("s"))
     assert grace > config.grace_s, "Docker must not kill the server inside its own grace period"
+    # Replicas: the same server under the server's DNS name, on host ports Docker picks, so that
+    # `--scale replica=N` never collides with the server's fixed ports or each other.
+    replica = services["replica"]
+    assert replica["profiles"] == ["replicas"] and "container_name" not in replica
+    assert {key: value for key, value in replica.items() if key not in {"ports", "profiles", "networks"}} \
+        == {key: value for key, value in server.items() if key != "ports"}
+    assert replica["networks"]["default"]["aliases"] == ["server"]
+    assert sorted((host, target) for _, host, target in map(_published, replica["ports"])) == \
+        sorted(("", port) for port in (config.port, config.metrics_port))
     # The demo loader waits for a healthy server and reaches every replica through DNS.
     assert loader["depends_on"] == {"server": {"condition": "service_healthy"}}
     assert f"dns:///server:{config.port}" in loader["command"]
     script = next(arg for arg in loader["entrypoint"] if arg.endswith(".py"))
     assert (ROOT / script).is_file(), f"the loader runs {script}, which the repository lacks"
     assert loader["image"] == server["image"] and loader["build"] == server["build"]
+    assert loader["healthcheck"] == {"disable": True}, "the image's check asks for a server"
     # The gpu profile: the same server on the CUDA build, one NVIDIA device reserved.
     gpu, gpu_loader = services["server-gpu"], services["loader-gpu"]
     assert gpu["profiles"] == ["gpu"] and gpu_loader["profiles"] == ["gpu"]
@@ -296,11 +380,34 @@ def test_compose_server_and_its_healthcheck_run_on_the_host():
 
 # --- Kubernetes --------------------------------------------------------------------------------
 
-def test_k8s_manifests_follow_the_kubernetes_schemas():
-    assert K8S, "deploy/k8s/*.yaml is empty"
+def test_k8s_overlays_follow_the_kubernetes_schemas(tmp_path):
+    assert [path.name for path in OVERLAYS] == ["cpu", "gpu"]
+    files = []
+    for overlay in OVERLAYS:
+        files.append(tmp_path / f"{overlay.name}.yaml")
+        files[-1].write_text(yaml.safe_dump_all(_k8s(overlay)))
     done = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet",
-                           *map(str, K8S)], capture_output=True, text=True, timeout=120)
+                           *map(str, files)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _canonical(docs: list[dict]) -> list[dict]:
+    """Order-free where Kubernetes is: documents by kind and name, env by name."""
+    for doc in docs:
+        for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            container["env"] = sorted(container.get("env", []), key=lambda item: item["name"])
+    return sorted(docs, key=lambda doc: (doc["kind"], doc["metadata"]["name"]))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[path.name for path in OVERLAYS])
+def test_k8s_overlays_render_as_kustomize_renders_them(overlay):
+    tool = _kubectl_kustomize()
+    if tool is None:
+        pytest.skip("no kubectl or kustomize here; the other tests render the overlays themselves")
+    done = subprocess.run([*tool, str(overlay)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    theirs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    assert _canonical(_k8s(overlay)) == _canonical(theirs)
 
 
 def _health(target: str, service: str) -> str:
@@ -311,21 +418,23 @@ def _health(target: str, service: str) -> str:
 
 
 def test_k8s_probes_use_the_real_port_and_health_services(live_server):
-    docs = _k8s()
-    (service,) = [doc for doc in docs if doc["kind"] == "Service"]
-    deployments = [doc for doc in docs if doc["kind"] == "Deployment"]
-    assert {_k8s_env(_server_container(d))["HEATMAP_DEVICE"] for d in deployments} == {"cpu", "cuda"}
     uid = int(_one(_final_stage(), "USER").value[0].split(":")[0])
     probed: set[str] = set()
-    for deployment in deployments:
+    devices = set()
+    for overlay in OVERLAYS:
+        docs = _k8s(overlay)
+        (service,) = [doc for doc in docs if doc["kind"] == "Service"]
+        (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
         name = deployment["metadata"]["name"]
         pod = deployment["spec"]["template"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
         assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items(), name
+        assert service["spec"]["selector"]["variant"] == overlay.name, "the Service picks its variant"
         assert pod["spec"]["securityContext"]["runAsUser"] == uid
         container = _server_container(deployment)
         env = _k8s_env(container)
         config = _assert_server_settings(env, name)
+        devices.add(config.device)
         assert [*_one(_final_stage(), "ENTRYPOINT").value, *container["args"]] == \
             ["heatmap-server", "serve"]
         ports = {port["name"]: port["containerPort"] for port in container["ports"]}
@@ -338,13 +447,33 @@ def test_k8s_probes_use_the_real_port_and_health_services(live_server):
         assert {"cpu", "memory"} <= requests.keys(), name
         gpus = container["resources"].get("limits", {}).get("nvidia.com/gpu")
         assert (gpus == 1) == (config.device == "cuda"), f"{name}: GPU limit and device disagree"
+        # Headless, so DNS gives clients every pod and gRPC balances over them.
+        assert service["spec"]["clusterIP"] == "None"
+        (grpc_port,) = [port for port in service["spec"]["ports"] if port["name"] == "grpc"]
+        assert grpc_port["port"] == config.port and grpc_port["targetPort"] == "grpc"
+    assert devices == {"cpu", "cuda"}
     # The services the probes ask for are ones the real server reports SERVING.
     for name in sorted(probed):
         assert _health(live_server.target, name) == "SERVING", f"health service {name!r}"
-    # Headless, so DNS gives clients every pod and gRPC balances over them.
-    assert service["spec"]["clusterIP"] == "None"
-    (grpc_port,) = [port for port in service["spec"]["ports"] if port["name"] == "grpc"]
-    assert grpc_port["port"] == config.port and grpc_port["targetPort"] == "grpc"
+
+
+def test_k8s_threads_fit_the_cpu_they_request():
+    """A pod sees the node's cores, so the thread counts must follow its CPU request: on CPU the
+    torch threads and the encoder threads together, on a GPU the encoder threads alone."""
+    for overlay in OVERLAYS:
+        (deployment,) = [doc for doc in _k8s(overlay) if doc["kind"] == "Deployment"]
+        container = _server_container(deployment)
+        config = _assert_server_settings(_k8s_env(container), overlay.name)
+        cores = float(str(container["resources"]["requests"]["cpu"]).removesuffix("m")) / \
+            (1000 if str(container["resources"]["requests"]["cpu"]).endswith("m") else 1)
+        if config.device == "cpu":
+            # 0 would size torch from the node's cores, not the pod's.
+            assert config.torch_threads > 0, overlay.name
+            assert config.torch_threads + config.encode_threads <= cores, \
+                f"{overlay.name}: {config.torch_threads} torch + {config.encode_threads} encoder " \
+                f"threads on {cores:g} requested cores"
+        else:
+            assert config.encode_threads == cores, overlay.name
 
 
 # --- Dockerfile --------------------------------------------------------------------------------
@@ -399,20 +528,24 @@ def _without(tokens: list[str], *drop: str) -> list[str]:
         if skip:
             skip = False
         elif token in drop:
-            skip = token in {"-r", "--index-url"}
+            skip = token in {"-r", "--index-url", "--find-links"}
         else:
             kept.append(token)
     return kept
 
 
-def test_dockerfile_installs_with_the_makefile_steps(tmp_path):
-    """One list of install steps: the image runs `make install-packages`, as `make install` does."""
+@pytest.mark.parametrize("wheels", [False, True], ids=["index", "wheelhouse"])
+def test_dockerfile_installs_with_the_makefile_steps(tmp_path, wheels):
+    """One list of install steps: the image runs `make install-packages`, as `make install` does;
+    with wheels in wheelhouse/ both steps take them alone (no index)."""
     runs = [" ".join(command.value) for command in _instructions() if command.cmd == "RUN"]
     assert not [run for run in runs if re.search(r"pip\S* install", run)], \
         "the Dockerfile installs packages itself instead of through the Makefile"
     (make,) = [run for run in runs if "make install-packages" in run]
+    assert "ls wheelhouse/*.whl" in make, "the build picks the wheelhouse when it holds wheels"
     tokens = shlex.split(make.split("make install-packages", 1)[1].split("&&")[0])
     overrides = [token.replace("$TORCH_INDEX_URL", _arg_defaults()["TORCH_INDEX_URL"])
+                      .replace("$find_links", "wheelhouse" if wheels else "")
                  for token in tokens if "=" in token]
     image = _pip_lines("install-packages", *overrides)
     develop = _pip_lines("-B", str(tmp_path / "venv" / ".installed"), f"VENV={tmp_path / 'venv'}")
@@ -421,8 +554,46 @@ def test_dockerfile_installs_with_the_makefile_steps(tmp_path):
     assert image[0][image[0].index("--index-url") + 1] == _arg_defaults()["TORCH_INDEX_URL"]
     assert "-e" not in image[1] and "-r" not in image[1], "the image takes no editable/dev installs"
     assert "-e" in develop[1] and "requirements-dev.txt" in develop[1]
+    for line in image:
+        # --no-index makes pip ignore --index-url: nothing is fetched.
+        assert ("--no-index" in line) == wheels, line
+        assert (line[line.index("--find-links") + 1] == "wheelhouse") if wheels \
+            else "--find-links" not in line, line
     for ours, theirs in zip(image, develop):
-        assert _without(ours, "--index-url") == _without(theirs, "-e", "-r", "--index-url")
+        ours = _without(ours, "--no-index", "--find-links", "--index-url")
+        assert ours == _without(theirs, "-e", "-r", "--index-url")
+
+
+def _download_lines(*make_args: str) -> list[list[str]]:
+    done = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(ROOT), "-o",
+                           str(ROOT / ".venv" / ".installed"), "wheelhouse", *make_args],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [shlex.split(line) for line in done.stdout.replace("\\\n", " ").splitlines()
+             if " pip download " in line]
+    assert len(lines) == 2, done.stdout
+    return lines
+
+
+@pytest.mark.parametrize(("build", "index", "python"),
+                         [("", "", ""), ("cu128", "https://example.invalid/cu", "3.12")],
+                         ids=["cpu", "cuda"])
+def test_make_wheelhouse_gathers_one_torch_build(build, index, python):
+    version = re.search(r"^TORCH_VERSION \?= (\S+)", (ROOT / "Makefile").read_text(), re.M)[1]
+    args = [f"TORCH_BUILD={build}", f"TORCH_INDEX_URL={index}", f"WHEELHOUSE_PYTHON={python}"] \
+        if build else []
+    first, second = _download_lines(*args, "WHEELHOUSE=/tmp/wheels")
+    pin = f"torch=={version}+{build or 'cpu'}"
+    # Both steps pin the same build, so the packages' torch>=2.4 cannot pull another one.
+    assert pin in first and pin in second
+    assert ("--index-url" in first) == bool(index) and "--index-url" not in second
+    for line in (first, second):  # another Python's wheels: binary ones only, for that version
+        assert (line[line.index("--python-version") + 1] == python) if python \
+            else "--python-version" not in line
+        assert ("--only-binary=:all:" in line) == bool(python)
+    assert first[first.index("--dest") + 1] == "/tmp/wheels" == second[second.index("--dest") + 1]
+    assert {"./client[preview]", "./server"} <= set(second)
+    assert any(token.startswith("setuptools") for token in second), "the packages' build backend"
 
 
 # --- README ------------------------------------------------------------------------------------
@@ -464,6 +635,11 @@ def test_readme_deployment_commands_match_the_files():
             for option, value in zip(argv, argv[1:]):
                 if option == "-f":
                     assert (ROOT / value).exists(), f"{shlex.join(argv)}: no {value}"
+                if option == "-k":
+                    assert (ROOT / value / "kustomization.yaml").is_file(), \
+                        f"{shlex.join(argv)}: no kustomization in {value}"
             seen.add("k8s")
-    missing = {"up", "scale", "gpu", "k8s"} - seen
+        elif argv[:2] == ["make", "wheelhouse"]:
+            seen.add("wheelhouse")
+    missing = {"up", "scale", "gpu", "k8s", "wheelhouse", "build"} - seen
     assert not missing, f"the Deployment section shows no command for {sorted(missing)}"
