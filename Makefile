@@ -72,7 +72,7 @@ TORCH_BUILD ?= cpu
 TORCH_WHEEL := torch==$(TORCH_VERSION)$(if $(TORCH_BUILD),+$(TORCH_BUILD))
 WHEELS_FOR := $(if $(WHEELHOUSE_PYTHON),--python-version $(WHEELHOUSE_PYTHON) --only-binary=:all:)
 # The packages build from source in the image: their build backend comes from the wheelhouse too.
-BUILD_REQUIREMENTS ?= 'setuptools>=64'
+BUILD_REQUIREMENTS ?= 'setuptools>=77'
 
 wheelhouse: $(STAMP)
 	mkdir -p $(WHEELHOUSE)
