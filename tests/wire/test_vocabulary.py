@@ -78,3 +78,11 @@ def test_hand_written_source_files_hold_one_idea_each():
         if (count := len(path.read_text().splitlines())) > 400
     }
     assert not long, long
+
+
+def test_the_renderer_implements_every_name_the_wire_has():
+    from heatmap_server import render
+
+    assert set(render.METHODS) == set(wire.METHODS.names)
+    assert set(render.COORDS) == set(wire.COORDINATE_SPACES.names)
+    assert {dtype.render_as for dtype in wire.DTYPES.values()} <= set(render.DTYPES)
