@@ -1,5 +1,7 @@
 """The per-keypoint numpy loops that the vectorised renderer replaces: speed and parity references.
 
+``mmpose_simcc_loop`` is the SimCC counterpart (mmpose ``SimCCLabel``), for bench/simcc.py.
+
 Each function renders one batch the way a DataLoader's ``__getitem__`` renders it, one sample and
 one keypoint at a time, and returns a list of per-sample ``(K, H, W)`` float32 arrays plus the
 ``(B, K)`` float32 weights. Batching them (``np.stack``, as ``default_collate`` does) is left out of
@@ -25,6 +27,7 @@ __all__ = [
     "LOOPS",
     "cached_kernel_loop",
     "mmpose_loop",
+    "mmpose_simcc_loop",
     "seed_loop",
 ]
 
@@ -155,6 +158,51 @@ def mmpose_loop(keypoints: np.ndarray, size: tuple[int, int], sigma: float, cent
             np.maximum(region, gaussian[g_y1:g_y2, g_x1:g_x2], out=region)
         out.append(heatmaps)
     return out, weights
+
+
+def mmpose_simcc_loop(keypoints: np.ndarray, visibility: np.ndarray, input_size: tuple[int, int],
+                      sigma: tuple[float, float], split_ratio: float = 2.0,
+                      normalize: bool = False):
+    """In the style of mmpose's ``SimCCLabel._generate_gaussian``, called once per sample.
+
+    Args:
+        keypoints: ``(B, K, 2)`` in input pixels; visibility ``(B, K)``.
+        input_size: ``(H_in, W_in)``; sigma ``(sigma_x, sigma_y)`` (mmpose's order).
+
+    Returns:
+        ``(x_labels, y_labels, weights)``: per-sample lists of ``(K, Wx)`` and ``(K, Hy)``
+        float32 arrays, and the ``(B, K)`` weights, as a Dataset's ``__getitem__`` returns them.
+    """
+    in_height, in_width = input_size
+    width = int(np.around(in_width * split_ratio))
+    height = int(np.around(in_height * split_ratio))
+    sigmas = np.array(sigma)
+    radius = sigmas * 3
+    xs = np.arange(0, width, 1, dtype=np.float32)
+    ys = np.arange(0, height, 1, dtype=np.float32)
+    x_out, y_out, weights = [], [], np.array(visibility, dtype=np.float32)
+    for b in range(keypoints.shape[0]):
+        centres = np.around(keypoints[b] * split_ratio).astype(np.int64)
+        target_x = np.zeros((keypoints.shape[1], width), dtype=np.float32)
+        target_y = np.zeros((keypoints.shape[1], height), dtype=np.float32)
+        for k in range(keypoints.shape[1]):
+            if visibility[b, k] < 0.5:
+                continue
+            mu = centres[k]
+            left, top = mu - radius
+            right, bottom = mu + radius + 1
+            if left >= width or top >= height or right < 0 or bottom < 0:
+                weights[b, k] = 0
+                continue
+            target_x[k] = np.exp(-((xs - mu[0]) ** 2) / (2 * sigmas[0] ** 2))
+            target_y[k] = np.exp(-((ys - mu[1]) ** 2) / (2 * sigmas[1] ** 2))
+        if normalize:
+            norm = sigmas * np.sqrt(np.pi * 2)
+            target_x /= norm[0]
+            target_y /= norm[1]
+        x_out.append(target_x)
+        y_out.append(target_y)
+    return x_out, y_out, weights
 
 
 LOOPS = {

@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "from_heatmap_pixels",
+    "mmpose_gaussian_heatmaps",
     "random_keypoints",
     "reference_render",
     "seed_gaussian",
@@ -99,7 +100,8 @@ def reference_render(
 
     Args:
         keypoints: ``(B, K, 2)`` or ``(B, N, K, 2)`` numpy float32 or float64.
-        sigma: a scalar or a sequence of K values.
+        sigma: anything that broadcasts against ``keypoints.shape[:-1]`` by numpy's rules (a
+            scalar, K values, one per instance ``(B, N, 1)``, ...).
         visibility: ``(B, K)`` or ``(B, N, K)``, or None for all ones.
 
     Returns:
@@ -111,7 +113,8 @@ def reference_render(
     has_instances = keypoints.ndim == 4
     points = keypoints if has_instances else keypoints[:, None]
     batch, instances, num_keypoints, _ = points.shape
-    sigmas = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (num_keypoints,))
+    sigmas = np.broadcast_to(np.asarray(sigma, dtype=np.float64), keypoints.shape[:-1])
+    sigmas = sigmas if has_instances else sigmas[:, None]
     if visibility is None:
         vis = np.ones((batch, instances, num_keypoints), dtype=np.float32)
     else:
@@ -129,7 +132,7 @@ def reference_render(
                 u, v = to_heatmap_pixels(
                     x, y, coords=coords, method=method, size=size, input_size=input_size
                 )
-                s = float(sigmas[k])
+                s = float(sigmas[b, n, k])
                 if method == "dark":
                     heatmap, outside = _dark_keypoint(u, v, s, size)
                 else:
@@ -139,6 +142,55 @@ def reference_render(
                     continue
                 np.maximum(heatmaps[b, k], heatmap.astype(np.float32), out=heatmaps[b, k])
     return heatmaps, (weights if has_instances else weights[:, 0])
+
+
+def mmpose_gaussian_heatmaps(heatmap_size, keypoints, keypoints_visible, sigma):
+    """mmpose's ``generate_gaussian_heatmaps`` (codecs/utils/gaussian_heatmap.py) for one sample.
+
+    Transcribed statement by statement, float32 kernel included.
+
+    Args:
+        heatmap_size: ``(W, H)``, mmpose's order.
+        keypoints: ``(N, K, 2)``; keypoints_visible: ``(N, K)``.
+        sigma: a number, or one per instance (a sequence or array of N values).
+
+    Returns:
+        heatmaps ``(K, H, W)`` float32 (max over instances), weights ``(N, K)``.
+    """
+    N, K, _ = keypoints.shape
+    W, H = heatmap_size
+    heatmaps = np.zeros((K, H, W), dtype=np.float32)
+    keypoint_weights = keypoints_visible.copy()
+    if isinstance(sigma, (int, float)):
+        sigma = (sigma,) * N
+    for n in range(N):
+        radius = sigma[n] * 3
+        gaussian_size = 2 * radius + 1
+        x = np.arange(0, gaussian_size, 1, dtype=np.float32)
+        y = x[:, None]
+        x0 = y0 = gaussian_size // 2
+        for k in range(K):
+            if keypoints_visible[n, k] < 0.5:
+                continue
+            mu = (keypoints[n, k] + 0.5).astype(np.int64)
+            left, top = (mu - radius).astype(np.int64)
+            right, bottom = (mu + radius + 1).astype(np.int64)
+            if left >= W or top >= H or right < 0 or bottom < 0:
+                keypoint_weights[n, k] = 0
+                continue
+            gaussian = np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * sigma[n] ** 2))
+            g_x1 = max(0, -left)
+            g_x2 = min(W, right) - left
+            g_y1 = max(0, -top)
+            g_y2 = min(H, bottom) - top
+            h_x1 = max(0, left)
+            h_x2 = min(W, right)
+            h_y1 = max(0, top)
+            h_y2 = min(H, bottom)
+            heatmap_region = heatmaps[k, h_y1:h_y2, h_x1:h_x2]
+            gaussian_region = gaussian[g_y1:g_y2, g_x1:g_x2]
+            np.maximum(heatmap_region, gaussian_region, out=heatmap_region)
+    return heatmaps, keypoint_weights
 
 
 def seed_gaussian(x, y, w, h, sigma):

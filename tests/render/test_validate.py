@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from heatmap_server.render import render_heatmaps, render_profiles
+from heatmap_server.render import (
+    RenderArgumentError,
+    RenderArgumentTypeError,
+    render_heatmaps,
+    render_profiles,
+)
 
 SIZE = (8, 11)
 SHAPE = (2, 3)  # (B, K)
@@ -92,14 +97,18 @@ SHARED_CASES = {
 @pytest.mark.parametrize("case", SHARED_CASES)
 def test_bad_input_names_the_argument(device, function, case):
     field, arguments = SHARED_CASES[case]
-    with pytest.raises(ValueError, match=f"^{field}: "):
+    with pytest.raises(ValueError, match=f"^{field}: ") as caught:
         function(**arguments(device))
+    assert isinstance(caught.value, RenderArgumentError)
+    assert caught.value.argument == field
+    assert str(caught.value) == f"{field}: {caught.value.detail}"
 
 
 @pytest.mark.parametrize("dtype", ["float64", torch.float64, torch.int8, "half", None])
 def test_bad_dtype(device, dtype):
-    with pytest.raises(ValueError, match="^dtype: "):
+    with pytest.raises(ValueError, match="^dtype: ") as caught:
         render_heatmaps(**_with(device), dtype=dtype)
+    assert caught.value.argument == "dtype"
 
 
 def test_udp_pixel_with_an_input_side_of_1(device):
@@ -122,13 +131,37 @@ OUT_CASES = {
 @pytest.mark.parametrize("case", OUT_CASES)
 def test_bad_out(device, case):
     out = OUT_CASES[case](device)
-    with pytest.raises(ValueError, match="^out: "):
+    with pytest.raises(ValueError, match="^out: ") as caught:
         render_heatmaps(**_with(device), out=out)
+    assert caught.value.argument == "out"
 
 
 def test_out_must_be_a_tensor(device):
-    with pytest.raises(TypeError, match="^out: "):
+    with pytest.raises(TypeError, match="^out: ") as caught:
         render_heatmaps(**_with(device), out=np.zeros((2, 3, *SIZE), dtype=np.float32))
+    # Also a RenderArgumentError (so a ValueError): one except clause catches every bad argument.
+    assert isinstance(caught.value, RenderArgumentTypeError)
+    assert isinstance(caught.value, RenderArgumentError) and caught.value.argument == "out"
+
+
+TYPE_CASES = {
+    "keypoints-strings": ("keypoints", lambda d: _with(d, keypoints=[["a", "b"]])),
+    "keypoints-object-array": (
+        "keypoints", lambda d: _with(d, keypoints=np.array([[[None, 1]]], dtype=object))
+    ),
+    "keypoints-complex": ("keypoints", lambda d: _with(d, keypoints=torch.ones(2, 3, 2) * 1j)),
+    "sigma-string": ("sigma", lambda d: _with(d, sigma="wide")),
+    "visibility-strings": ("visibility", lambda d: _with(d, visibility=[["x"] * 3] * 2)),
+}
+
+
+@pytest.mark.parametrize("function", [render_heatmaps, render_profiles])
+@pytest.mark.parametrize("case", TYPE_CASES)
+def test_arguments_of_the_wrong_type_name_the_argument(device, function, case):
+    field, arguments = TYPE_CASES[case]
+    with pytest.raises(TypeError, match=f"^{field}: ") as caught:
+        function(**arguments(device))
+    assert isinstance(caught.value, RenderArgumentError) and caught.value.argument == field
 
 
 def test_out_untouched_on_error(device):

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from .errors import RenderArgumentError, RenderArgumentTypeError
 from .profiles import profiles_from_args
 from .validate import RenderArgs, check_render_args
 
@@ -35,15 +36,15 @@ class RenderResult(NamedTuple):
 
 def _check_out(out: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device):
     if not isinstance(out, torch.Tensor):
-        raise TypeError(f"out: expected a torch.Tensor, got {type(out).__name__}")
+        raise RenderArgumentTypeError("out", f"expected a torch.Tensor, got {type(out).__name__}")
     if tuple(out.shape) != shape:
-        raise ValueError(f"out: expected shape {shape}, got {tuple(out.shape)}")
+        raise RenderArgumentError("out", f"expected shape {shape}, got {tuple(out.shape)}")
     if out.dtype != dtype:
-        raise ValueError(f"out: expected dtype {dtype}, got {out.dtype}")
+        raise RenderArgumentError("out", f"expected dtype {dtype}, got {out.dtype}")
     if out.device != device:
-        raise ValueError(f"out: expected device {device}, got {out.device}")
+        raise RenderArgumentError("out", f"expected device {device}, got {out.device}")
     if not out.is_contiguous():
-        raise ValueError("out: must be contiguous")
+        raise RenderArgumentError("out", "must be contiguous")
 
 
 def _outer_max(rows: torch.Tensor, cols: torch.Tensor, out: torch.Tensor) -> None:
@@ -94,7 +95,10 @@ def render_heatmaps(
     Args:
         keypoints: ``(B, K, 2)`` or ``(B, N, K, 2)`` (x, y), torch tensor or numpy array.
         size: ``(H, W)`` of the heatmap.
-        sigma: a scalar, or one value per keypoint ``(K,)``, in heatmap pixels.
+        sigma: in heatmap pixels; broadcasts against ``keypoints.shape[:-1]``: a scalar, ``(K,)``
+            per keypoint, ``(B, N, 1)`` per instance, ``(B, 1, 1)`` per sample, ``(B, N, K)``
+            (for ``(B, K, 2)`` keypoints: ``(K,)``, ``(B, 1)``, ``(B, K)``); at least
+            ``SIGMA_MIN`` and at most ``max(H, W)``.
         method: ``seed``, ``msra`` (default), ``udp`` or ``dark``; see ``profiles.py``.
         coords: ``heatmap`` (default), ``pixel`` (needs ``input_size``) or ``normalized``.
         input_size: ``(H_in, W_in)`` of the input image, for ``coords="pixel"``.
@@ -108,9 +112,12 @@ def render_heatmaps(
         instances of one keypoint merge by maximum.
 
     Raises:
-        ValueError: naming the argument: non-finite coordinates, ``sigma <= 0``, non-positive
+        RenderArgumentError: a ``ValueError`` with ``.argument`` naming the argument (the message
+            starts with it): non-finite coordinates, sigma below ``SIGMA_MIN``, non-positive
             sizes, mismatched shapes, unknown ``method``/``coords``/``dtype``, ``coords="pixel"``
             without ``input_size``, an ``out`` of the wrong shape, dtype or device.
+        RenderArgumentTypeError: also a ``TypeError``, for an ``out`` that is not a tensor or
+            arguments that are not numbers or arrays at all.
     """
     args = check_render_args(
         keypoints,

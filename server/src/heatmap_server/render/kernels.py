@@ -22,15 +22,20 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from .errors import RenderArgumentError
 
 __all__ = [
     "AxisTable",
     "PLAN_MAX_ELEMENTS",
     "WindowPlan",
     "axis_profiles",
+    "cached_table",
     "clear_table_cache",
     "plan_elements",
     "table_cache_info",
@@ -73,7 +78,7 @@ class AxisTable:
         return self.rows.numel() * self.rows.element_size() + self.outside.numel()
 
 
-_cache: OrderedDict[tuple, "WindowPlan"] = OrderedDict()
+_cache: OrderedDict[tuple, Any] = OrderedDict()
 _cache_bytes = 0
 _cache_lock = threading.Lock()
 
@@ -109,7 +114,7 @@ def axis_profiles(
     elif kind == "offset":
         profiles = torch.where(in_window, distance, torch.full((), math.inf, dtype=torch.float64))
     else:
-        raise ValueError(f"kind: expected 'window' or 'offset', got {kind!r}")
+        raise RenderArgumentError("kind", f"expected 'window' or 'offset', got {kind!r}")
     outside = ((left >= length) | (right < 0)).squeeze(-1)
     return profiles, outside
 
@@ -218,22 +223,31 @@ def window_plan(
         device: where the tables live.
         dtype: the keypoints' dtype (the clamp bounds are compared with centres in it).
     """
+    key = ("window", sigmas, kind, size, str(device), dtype)
+    return cached_table(key, lambda: _plan(sigmas, kind, size, device, dtype))
+
+
+def cached_table(key: tuple, build: Callable[[], Any]) -> Any:
+    """The cached value for ``key``, else ``build()`` (cached when it fits the byte budget).
+
+    Values must have ``nbytes`` (tensors and the plans here do). Builds run outside the lock, so
+    two threads may build the same table once each; the first one stored wins.
+    """
     global _cache_bytes
-    key = (sigmas, kind, size, str(device), dtype)
     with _cache_lock:
-        plan = _cache.get(key)
-        if plan is not None:
+        value = _cache.get(key)
+        if value is not None:
             _cache.move_to_end(key)
-            return plan
-    plan = _plan(sigmas, kind, size, device, dtype)
+            return value
+    value = build()
     with _cache_lock:
-        if key not in _cache and plan.nbytes <= _CACHE_BUDGET_BYTES:
-            _cache[key] = plan
-            _cache_bytes += plan.nbytes
+        if key not in _cache and value.nbytes <= _CACHE_BUDGET_BYTES:
+            _cache[key] = value
+            _cache_bytes += value.nbytes
             while _cache_bytes > _CACHE_BUDGET_BYTES:
                 _, evicted = _cache.popitem(last=False)
                 _cache_bytes -= evicted.nbytes
-    return plan
+    return value
 
 
 def table_cache_info() -> dict[str, int]:

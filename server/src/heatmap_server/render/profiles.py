@@ -17,6 +17,11 @@ Per method, with ``u`` the keypoint in heatmap pixels (see :func:`heatmap_coordi
 ``int`` truncates toward zero, as Python's ``int()`` and numpy's ``astype(int64)`` do. Coordinate
 arithmetic is done in the keypoints' precision (float32 on the wire), like mmpose on float32
 keypoints, so that truncation edges fall exactly where theirs do.
+
+Sigma is one value, one per keypoint, or one per sample, instance and keypoint
+(``RenderArgs.sample_sigmas``). Per-element sigmas with few distinct values (real data: a handful
+of box sizes or classes) still render from cached tables, one block per distinct value; many
+distinct values are evaluated directly at the request's own centres, with the same formula.
 """
 
 from __future__ import annotations
@@ -27,11 +32,15 @@ from typing import Any, NamedTuple
 
 import torch
 
+from .errors import RenderArgumentError
 from .kernels import PLAN_MAX_ELEMENTS, axis_profiles, plan_elements, window_plan
+from .sigma import max_sigma
 from .validate import RenderArgs, check_render_args
 
 __all__ = [
     "Profiles",
+    "TABLE_MAX_SIGMAS",
+    "coordinate_limit",
     "heatmap_coordinates",
     "profiles_from_args",
     "render_profiles",
@@ -73,20 +82,56 @@ def _coordinate_scale(
     return torch.tensor(ratio, dtype=torch.float64).to(dtype).to(device)
 
 
+def coordinate_limit(size: tuple[int, int]) -> float:
+    """A bound on heatmap coordinates beyond which every method leaves a keypoint outside.
+
+    Sigma is at most ``max(H, W)``, so a window reaches at most ``4 max(H, W) + 2`` pixels past
+    the origin; anything farther is outside for every method, clamped or not.
+    """
+    return float(8 * max(size) + 16)
+
+
 def heatmap_coordinates(args: RenderArgs) -> torch.Tensor:
-    """Keypoints ``(B, N, K, 2)`` converted to heatmap pixels (pixel centres at integers)."""
+    """Keypoints ``(B, N, K, 2)`` converted to heatmap pixels (pixel centres at integers).
+
+    Coordinates farther than :func:`coordinate_limit` from the origin are clamped to it: they are
+    off the heatmap either way, and finite keypoints near the float range (3.4e38 in float32)
+    would otherwise scale to infinity and later to ``inf - inf = NaN``.
+    """
     points = args.keypoints
+    limit = coordinate_limit(args.size)
     if args.coords == "heatmap":
-        return points
+        return points.clamp(-limit, limit)
     if args.coords == "pixel" and args.input_size is None:
-        raise ValueError("input_size: required when coords='pixel'")
+        raise RenderArgumentError("input_size", "required when coords='pixel'")
     scale = _coordinate_scale(
         args.coords, args.method, args.size, args.input_size, points.dtype, points.device
     )
     if args.coords == "normalized":
         # The seed's convention: x in [-1, 1], -1 the left edge, 0.5 * (x + 1) * W.
-        return (points + 1) * 0.5 * scale
-    return points / scale
+        converted = (points + 1) * 0.5 * scale
+    else:
+        converted = points / scale
+    # Finite in, so the only non-finite values are overflows to +-inf, which clamp to +-limit.
+    return converted.clamp_(-limit, limit)
+
+
+# Per-element sigmas render from a table while they have at most this many distinct values.
+TABLE_MAX_SIGMAS = 16
+
+
+def _table_sigmas(args: RenderArgs) -> tuple[tuple[float, ...], torch.Tensor | None] | None:
+    """The sigmas a table is built for and each element's slot in them, or None for direct.
+
+    Shared sigmas: ``(args.sigmas, None)`` (slots are the keypoint index, built into the plan).
+    Per element: the sorted distinct values and the ``(B, N, K)`` index of each, if few.
+    """
+    if args.sample_sigmas is None:
+        return args.sigmas, None
+    distinct, inverse = torch.unique(args.sample_sigmas, return_inverse=True)
+    if distinct.numel() > TABLE_MAX_SIGMAS:
+        return None
+    return tuple(distinct.tolist()), inverse
 
 
 def _windowed(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | None):
@@ -96,24 +141,27 @@ def _windowed(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | No
     """
     kind = "offset" if args.method == "udp" else "window"
     centre = coords if args.method == "seed" else coords + 0.5
-    if plan_elements(args.sigmas, args.size) > PLAN_MAX_ELEMENTS:
+    tabled = _table_sigmas(args)
+    if tabled is None or plan_elements(tabled[0], args.size) > PLAN_MAX_ELEMENTS:
         profiles, outside = _windowed_directly(args, kind, centre, draw_ok)
     else:
-        plan = window_plan(args.sigmas, kind, args.size, coords.device, coords.dtype)
+        sigmas, slots = tabled
+        plan = window_plan(sigmas, kind, args.size, coords.device, coords.dtype)
+        offsets = plan.offsets if slots is None else plan.offsets[slots]  # (K or 1 | B, N, K, 2)
         # .long() truncates toward zero, like int(); clamping first keeps far centres in range.
-        rows = torch.clamp(centre, plan.lowest, plan.highest).long() + plan.offsets
+        rows = torch.clamp(centre, plan.lowest, plan.highest).long() + offsets
         outside = plan.outside[rows].any(dim=-1)
         if draw_ok is not None:
             rows = torch.where((draw_ok & ~outside)[..., None], rows, plan.empty_row)
         # Without visibility no masking is needed: a window that misses the heatmap is an
         # all-zero row on at least one axis, so its product is zero anyway.
         table = plan.table
-        profiles = table.index_select(0, rows.view(-1)).view(*rows.shape, table.shape[1])
+        profiles = table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
     if kind == "offset":
         # UDP: exp(-(d - f)^2 / (2 sigma^2)) with d the distance from the kernel centre and
         # f = u - mu the sub-pixel offset. +inf off the window gives exactly 0.
         fraction = (coords - torch.trunc(centre)).to(torch.float64)
-        two_var = _two_variance(args, coords.device)[..., None]
+        two_var = _two_variance(args, coords.device)
         profiles = torch.exp(-((profiles - fraction[..., None]) ** 2) / two_var).to(torch.float32)
     return profiles, outside
 
@@ -122,11 +170,13 @@ def _windowed_directly(
     args: RenderArgs, kind: str, centre: torch.Tensor, draw_ok: torch.Tensor | None
 ):
     """The windowed profiles evaluated at the request's own centres, for configurations whose
-    table would be too large to keep (see ``PLAN_MAX_ELEMENTS``); same formula, same values."""
+    table would be too large to keep (see ``PLAN_MAX_ELEMENTS``) or per-element sigmas with many
+    distinct values; same formula, same values."""
     widest = max(args.size)
-    reach = widest + 3 * max(args.sigmas) + 2  # farther centres all give empty, outside rows
+    # Farther centres all give empty, outside rows.
+    reach = widest + 3 * max_sigma(args.sigmas, args.sample_sigmas) + 2
     mu = torch.trunc(centre).clamp(-reach, reach).to(torch.float64)
-    sigma = torch.tensor(args.sigmas, dtype=torch.float64, device=centre.device)[:, None]
+    sigma = _sigma_field(args, centre.device)[..., None]  # (K, 1) or (B, N, K, 1)
     fill = 0.0 if kind == "window" else math.inf
     profiles, outside = [], []
     for axis, length in enumerate(reversed(args.size)):  # x runs along W, y along H
@@ -140,10 +190,16 @@ def _windowed_directly(
     return profiles, outside
 
 
+def _sigma_field(args: RenderArgs, device: torch.device) -> torch.Tensor:
+    """Sigma in float64, broadcastable against ``(B, N, K)``: ``(K or 1,)`` or ``(B, N, K)``."""
+    if args.sample_sigmas is not None:
+        return args.sample_sigmas.to(device)
+    return torch.tensor(args.sigmas, dtype=torch.float64, device=device)
+
+
 def _two_variance(args: RenderArgs, device: torch.device) -> torch.Tensor:
-    """``2 sigma^2`` in float64, broadcastable against ``(B, N, K, L)``."""
-    sigma = torch.tensor(args.sigmas, dtype=torch.float64, device=device)
-    return (2 * sigma**2)[:, None]
+    """``2 sigma^2`` in float64, broadcastable against profiles ``(B, N, K, 2, L)``."""
+    return (2 * _sigma_field(args, device) ** 2)[..., None, None]
 
 
 def _dark(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | None):
@@ -154,8 +210,8 @@ def _dark(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | None):
     """
     device = coords.device
     height, width = args.size
-    radii = [3 * sigma for sigma in args.sigmas]  # in float64, then rounded, as mmpose's radius
-    radius = torch.tensor(radii, dtype=torch.float64).to(coords.dtype).to(device)[:, None]
+    # 3 sigma in float64, then rounded to the keypoints' dtype, as mmpose's radius.
+    radius = (3 * _sigma_field(args, device)).to(coords.dtype)[..., None]
     # mmpose tests the 3-sigma box in the keypoints' precision: left >= W, right < 0.
     lengths = torch.tensor([width, height], dtype=coords.dtype, device=device)
     left = coords - radius
@@ -164,7 +220,7 @@ def _dark(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | None):
     drawn = ~outside if draw_ok is None else draw_ok & ~outside
     pixels = torch.arange(max(height, width), dtype=torch.float64, device=device)
     centre = coords.to(torch.float64)[..., None]  # (B, N, K, 2, 1)
-    two_var = _two_variance(args, device)[..., None]
+    two_var = _two_variance(args, device)
     profiles = torch.exp(-((pixels - centre) ** 2) / two_var).to(torch.float32)
     return profiles * drawn[..., None, None], outside
 
@@ -203,7 +259,9 @@ def render_profiles(
     Args:
         keypoints: ``(B, K, 2)`` or ``(B, N, K, 2)`` (x, y), torch tensor or numpy array.
         size: ``(H, W)`` of the heatmap.
-        sigma: a scalar, or one value per keypoint ``(K,)``.
+        sigma: in heatmap pixels; broadcasts against ``keypoints.shape[:-1]``: a scalar, ``(K,)``
+            per keypoint, ``(B, N, 1)`` per instance, ``(B, 1, 1)`` per sample, ``(B, N, K)``
+            (for ``(B, K, 2)`` keypoints: ``(K,)``, ``(B, 1)``, ``(B, K)``).
         method: ``seed``, ``msra``, ``udp`` or ``dark``.
         coords: ``heatmap``, ``pixel`` (needs ``input_size``) or ``normalized``.
         input_size: ``(H_in, W_in)`` of the input image, for ``coords="pixel"``.
