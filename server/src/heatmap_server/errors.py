@@ -16,9 +16,15 @@ __all__ = ["RequestError", "field_of_argument", "invalid"]
 
 def field_of_argument(argument: str, request: pb.RenderRequest | None = None) -> str:
     """The request field a renderer argument travels in (``size`` -> ``height``); ``sigma``
-    given per keypoint travels in ``sigmas``."""
-    if argument == "sigma" and request is not None and len(request.sigmas):
-        return "sigmas"
+    travels in ``sigmas`` per keypoint, ``sigma_map`` per batch, ``simcc.sigma_x`` (and
+    ``sigma_y``) for SimCC labels."""
+    if argument == "sigma" and request is not None:
+        if request.target == pb.TARGET_SIMCC:
+            return "simcc.sigma_x"
+        if request.HasField("sigma_map"):
+            return "sigma_map"
+        if len(request.sigmas):
+            return "sigmas"
     fields = FIELDS_OF_ARGUMENT.get(argument)
     return fields[0] if fields else argument
 
