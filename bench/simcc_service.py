@@ -32,12 +32,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from simcc import INPUT_SIZE, SIGMA, SPLIT_RATIO, make_batch
+
 from heatmap_client import HeatmapClient
 from heatmap_server.render import render_simcc
+
 from local_server import Server
 from reference_loops import mmpose_simcc_loop
 from report import cpu_model, git_commit, write_json
-from simcc import INPUT_SIZE, SIGMA, SPLIT_RATIO, make_batch
 
 COLUMNS = ("service_zstd", "service_none", "service_f16", "local", "mmpose_loop")
 SERVICE = {"service_zstd": ("float32", "zstd"), "service_none": ("float32", "none"),
@@ -48,7 +50,8 @@ def check_parity(client: HeatmapClient, points, visibility) -> None:
     result = client.render_simcc(points, INPUT_SIZE, SIGMA, split_ratio=SPLIT_RATIO,
                                  normalize=False, visibility=visibility)
     x_loop, y_loop, weights = mmpose_simcc_loop(points, visibility, INPUT_SIZE, SIGMA, SPLIT_RATIO)
-    for actual, expected in ((result.x_labels, np.stack(x_loop)), (result.y_labels, np.stack(y_loop))):
+    pairs = ((result.x_labels, np.stack(x_loop)), (result.y_labels, np.stack(y_loop)))
+    for actual, expected in pairs:
         scale = np.spacing(np.maximum(np.abs(actual), np.abs(expected)))
         ulps = float(np.max(np.abs(actual.astype(np.float64) - expected) / scale))
         if ulps > 2:
@@ -127,7 +130,8 @@ def print_table(result: dict, meta: dict) -> None:
         s = stats[name]
         extra = "| | |"
         if "wire_bytes" in s:
-            extra = f"{s['wire_bytes']} | {s['server_render_ms']:.3f} | {s['server_encode_ms']:.3f} |"
+            extra = (f"{s['wire_bytes']} | {s['server_render_ms']:.3f} "
+                     f"| {s['server_encode_ms']:.3f} |")
         print(f"| {name} | {s['median_ms']:.3f} | {s['p10_ms']:.3f} | {s['p90_ms']:.3f} "
               f"| {s['n']} | {loop / s['median_ms']:.1f} | {extra}")
 

@@ -49,7 +49,8 @@ def client(live_server):
 @pytest.mark.parametrize("instances, shape", SHAPES)
 def test_dense_equals_the_local_renderer(client, method, instances, shape):
     points, sigma = _keypoints(instances), _sigma(shape)
-    visibility = np.random.default_rng(2).choice(np.float32([0, 1]), points.shape[:-1], p=[0.2, 0.8])
+    visibility = np.random.default_rng(2).choice(np.float32([0, 1]), points.shape[:-1],
+                                                 p=[0.2, 0.8])
     result = client.render(points, size=SIZE, sigma=sigma, method=method, visibility=visibility)
     local = render_heatmaps(points, SIZE, sigma, method=method, visibility=visibility)
     np.testing.assert_array_equal(result.heatmaps, local.heatmaps.numpy())
@@ -89,7 +90,8 @@ def test_render_many_takes_a_sigma_array_per_batch(client):
     batches = [(_keypoints(True, seed), _sigma((BATCH, INSTANCES, 1), seed)) for seed in range(3)]
     items = [dict(keypoints=points, size=SIZE, sigma=sigma) for points, sigma in batches]
     for result, (points, sigma) in zip(client.render_many(items, window=2), batches):
-        np.testing.assert_array_equal(result.heatmaps, render_heatmaps(points, SIZE, sigma).heatmaps.numpy())
+        expected = render_heatmaps(points, SIZE, sigma).heatmaps.numpy()
+        np.testing.assert_array_equal(result.heatmaps, expected)
 
 
 def test_a_sigma_that_does_not_broadcast_is_named(client):
@@ -123,7 +125,8 @@ def test_the_server_names_sigma_map(live_server):
     torn.sigma_map.data = torn.sigma_map.data[:-8]
     with grpc.insecure_channel(live_server.target) as channel:
         stub = pb_grpc.HeatmapRendererStub(channel)
-        for request, field in ((bad_value, "sigma_map"), (both, "sigma_map"), (torn, "sigma_map.data")):
+        cases = ((bad_value, "sigma_map"), (both, "sigma_map"), (torn, "sigma_map.data"))
+        for request, field in cases:
             with pytest.raises(grpc.RpcError) as caught:
                 list(stub.Render(request, timeout=30))
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

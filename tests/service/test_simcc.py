@@ -8,10 +8,10 @@ import asyncio
 import numpy as np
 import pytest
 import torch
+from render.simcc_reference import simcc_reference
 
 from heatmap_client import AsyncHeatmapClient, HeatmapClient
 from heatmap_server.render import render_simcc
-from render.simcc_reference import simcc_reference
 
 # RTMPose's configurations as (H_in, W_in) and (sigma_x, sigma_y); mmpose writes (W, H).
 RTMPOSE_256x192 = ((256, 192), (4.9, 5.66))
@@ -54,7 +54,8 @@ def client(live_server):
 @pytest.mark.parametrize("config", [RTMPOSE_256x192, RTMPOSE_384x288], ids=["256x192", "384x288"])
 @pytest.mark.parametrize("smoothing, weight, normalize", LABELS)
 @pytest.mark.parametrize("instances", [None, 3])
-def test_labels_equal_the_renderer_bit_for_bit(client, config, smoothing, weight, normalize, instances):
+def test_labels_equal_the_renderer_bit_for_bit(client, config, smoothing, weight, normalize,
+                                               instances):
     input_size, sigma = config
     points, visibility = _keypoints(input_size, instances=instances)
     options = dict(smoothing=smoothing, label_smooth_weight=weight, normalize=normalize,

@@ -37,7 +37,9 @@ def _simcc_job(batch, *, seed=0, instances=None, visible=True, dtype="float32", 
 
 def _sigma_job(batch, *, seed=0, per_element=True):
     points = _points((batch, 3, 5, 2), seed)[..., :2] / 8
-    sigma = np.random.default_rng(seed + 100).uniform(0.8, 3.0, (batch, 3, 1)) if per_element else 2.0
+    sigma = 2.0
+    if per_element:
+        sigma = np.random.default_rng(seed + 100).uniform(0.8, 3.0, (batch, 3, 1))
     args = check_render_args(points, (32, 24), sigma, method="udp", coords="heatmap",
                              input_size=None, visibility=None, dtype=torch.float32)
     return RenderJob(args=args, wire=dtype_by_name("float32"), codec=codec_by_name("zstd"),

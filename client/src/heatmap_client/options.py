@@ -97,8 +97,9 @@ class RenderOptions:
 
     Args:
         size: ``(H, W)`` of the heatmaps (mmpose's ``heatmap_size=(W, H)`` reversed).
-        sigma: Gaussian standard deviation in heatmap pixels: a number, or one per keypoint ``(K,)``;
-            None when each batch brings its own (``render(sigma=array)``, see :func:`split_sigma`).
+        sigma: Gaussian standard deviation in heatmap pixels: a number, or one per keypoint
+            ``(K,)``; None when each batch brings its own (``render(sigma=array)``, see
+            :func:`split_sigma`).
         method: ``seed``, ``msra`` (default), ``udp`` or ``dark``.
         coords: what the keypoints are measured in: ``heatmap`` pixels (default), input-image
             ``pixel`` (needs ``input_size``) or ``normalized`` ([-1, 1]).
@@ -230,7 +231,9 @@ class SimccOptions:
         set_field(self, "normalize", bool(self.normalize))
         wire = dtype_by_name(self.dtype)
         if codec_by_name(self.codec).separable:
-            raise ArgumentError("codec", "SimCC labels travel as zstd or none; separable is for heatmaps")
+            raise ArgumentError(
+                "codec", "SimCC labels travel as zstd or none; separable is for heatmaps"
+            )
         if wire.scale is not None and self.peak > 1:
             raise ArgumentError(
                 "dtype",

@@ -117,5 +117,8 @@ class SimccResult:
         try:
             import torch
         except ImportError:
-            raise ImportError("to_torch() needs torch: pip install 'heatmap-client[torch]'") from None
-        return tuple(torch.from_numpy(array) for array in (self.x_labels, self.y_labels, self.weights))
+            raise ImportError(
+                "to_torch() needs torch: pip install 'heatmap-client[torch]'"
+            ) from None
+        arrays = (self.x_labels, self.y_labels, self.weights)
+        return tuple(torch.from_numpy(array) for array in arrays)

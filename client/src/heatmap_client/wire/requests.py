@@ -49,7 +49,9 @@ def build_request(
     )
     if sigma_map is not None:
         if options.sigma is not None:
-            raise ArgumentError("sigma", "give either a shared sigma or a per-batch array, not both")
+            raise ArgumentError(
+                "sigma", "give either a shared sigma or a per-batch array, not both"
+            )
         request.sigma_map.CopyFrom(double_tensor_from_array(sigma_map, "sigma"))
     elif options.sigma is None:
         raise ArgumentError("sigma", "required: a number, (K,), or an array per batch")

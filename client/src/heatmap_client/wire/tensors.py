@@ -34,7 +34,7 @@ def tensor_from_array(array: Any, name: str) -> pb.Tensor:
 
 
 def double_tensor_from_array(array: Any, name: str) -> pb.DoubleTensor:
-    """Packs an array-like as a float64 ``DoubleTensor`` message (converting the dtype when needed)."""
+    """Packs an array-like as a float64 ``DoubleTensor`` message (converting when needed)."""
     try:
         values = np.ascontiguousarray(array, dtype=FLOAT64_LE)
     except (TypeError, ValueError):
