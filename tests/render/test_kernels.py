@@ -62,6 +62,7 @@ def test_profiles_without_a_table_equal_the_table_path(monkeypatch, device, meth
 
 def test_a_huge_sigma_on_a_huge_heatmap_builds_no_table(device):
     clear_table_cache()
-    result = render_heatmaps(torch.tensor([[[2000.0, 1000.0]]], device=device), (4096, 4096), 4000.0)
+    keypoints = torch.tensor([[[2000.0, 1000.0]]], device=device)
+    result = render_heatmaps(keypoints, (4096, 4096), 4000.0)
     assert table_cache_info()["entries"] == 0
     assert result.heatmaps[0, 0, 1000, 2000] == 1.0

@@ -104,3 +104,16 @@ def test_bad_boxes_name_the_argument(case):
     with pytest.raises(RenderArgumentError, match=f"^{argument}: ") as caught:
         call()
     assert caught.value.argument == argument
+
+
+@pytest.mark.parametrize("method", ["msra", "udp"])
+def test_box_sized_sigmas_render_per_instance(check_render, method):
+    # CenterNet-style: each person's sigma from its box (in heatmap pixels), one per instance.
+    from .heatmap_reference import random_keypoints
+
+    boxes = np.array([[[30.0, 12.0], [18.0, 9.0], [60.0, 40.0]],
+                      [[8.0, 8.0], [44.0, 20.0], [25.0, 25.0]]])  # (B, N, 2) as (h, w)
+    sigmas = sigma_from_box(boxes, 0.7, variant="mmdet")[..., None]  # (B, N, 1)
+    assert sigmas.shape == (2, 3, 1) and len(np.unique(sigmas)) > 1
+    keypoints = random_keypoints(3, (2, 3, 6), (64, 48), sigma=float(sigmas.max()))
+    check_render(keypoints, (64, 48), sigmas, method=method)

@@ -175,7 +175,8 @@ def test_per_instance_sigma_is_a_per_sample_tensor(device):
     assert args.sigmas == ()
     assert args.sample_sigmas.shape == (B, N, K) and args.sample_sigmas.dtype == torch.float64
     assert args.sample_sigmas.device == device
-    assert torch.equal(args.sample_sigmas.cpu(), torch.from_numpy(np.broadcast_to(sigma, (B, N, K)).copy()))
+    expected = torch.from_numpy(np.broadcast_to(sigma, (B, N, K)).copy())
+    assert torch.equal(args.sample_sigmas.cpu(), expected)
     hash(args.coalescing_key)
     assert args.coalescing_key != _args(device, 2.0).coalescing_key
 

@@ -78,7 +78,7 @@ def test_rtmpose_configurations(device, config, normalize):
 
 @pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("sigma", [6.0, 2, (4.9, 5.66), (1.0, 9.5), (0.3, 0.7)])
-@pytest.mark.parametrize("split_ratio", [1.0, 1.5, 2.0, 3.0])
+@pytest.mark.parametrize("split_ratio", [0.75, 1.0, 1.3, 1.5, 2.0, 3.0])
 def test_split_ratios_and_per_axis_sigma(device, split_ratio, sigma, normalize):
     input_size = (64, 48)
     seed = zlib.crc32(f"{split_ratio}/{sigma}/{normalize}".encode())
@@ -261,3 +261,12 @@ def test_checked_args_concatenate_and_slice_along_the_batch(device):
     assert torch.equal(simcc_from_args(joined.take(slice(2, 5))).y_labels, whole.y_labels[2:])
     other = check_simcc_args(parts[0].keypoints[:, 0], (256, 192), (4.9, 5.0))
     assert other.coalescing_key != parts[0].coalescing_key
+
+
+def test_numpy_booleans_and_integers_are_accepted(device):
+    keypoints = torch.from_numpy(_keypoints(4, (2, 5), (32, 24))).to(device)
+    plain = render_simcc(keypoints, (32, 24), 2.0, normalize=False)
+    numpy_args = render_simcc(keypoints, (np.int64(32), np.int32(24)), np.float32(2.0),
+                              normalize=np.False_, split_ratio=np.float64(2.0))
+    for a, b in zip(plain, numpy_args):
+        assert torch.equal(a, b)

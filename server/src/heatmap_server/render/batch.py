@@ -37,10 +37,6 @@ class PerSampleFields:
     def batch(self) -> int:
         return self.keypoints.shape[0]
 
-    @property
-    def coalescing_key(self) -> tuple:
-        raise NotImplementedError
-
     def take(self: Args, rows: slice) -> Args:
         """The samples ``rows`` (a slice along B) of every per-sample field."""
         return replace(self, **{

@@ -94,7 +94,7 @@ def render_heatmaps(
 
     Args:
         keypoints: ``(B, K, 2)`` or ``(B, N, K, 2)`` (x, y), torch tensor or numpy array.
-        size: ``(H, W)`` of the heatmap.
+        size: ``(H, W)`` of the heatmap (mmpose configs write ``(W, H)``).
         sigma: in heatmap pixels; broadcasts against ``keypoints.shape[:-1]``: a scalar, ``(K,)``
             per keypoint, ``(B, N, 1)`` per instance, ``(B, 1, 1)`` per sample, ``(B, N, K)``
             (for ``(B, K, 2)`` keypoints: ``(K,)``, ``(B, 1)``, ``(B, K)``); at least
@@ -103,7 +103,8 @@ def render_heatmaps(
         coords: ``heatmap`` (default), ``pixel`` (needs ``input_size``) or ``normalized``.
         input_size: ``(H_in, W_in)`` of the input image, for ``coords="pixel"``.
         visibility: ``(B, K)`` or ``(B, N, K)``; a keypoint is drawn when it is at least 0.5.
-        dtype: ``torch.float32`` (default), ``torch.float16`` or ``torch.bfloat16`` (or their names).
+        dtype: ``torch.float32`` (default), ``torch.float16`` or ``torch.bfloat16`` (or their
+            names).
         out: optional contiguous ``(B, K, H, W)`` tensor of ``dtype`` on the keypoints' device,
             written in place and returned; reusing one avoids page-faulting a fresh tensor.
 

@@ -31,7 +31,9 @@ def as_tensor(name: str, value: Any, device: torch.device | None = None) -> torc
         tensor = value
     elif isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
-            raise RenderArgumentTypeError(name, f"expected a numeric array, got dtype {value.dtype}")
+            raise RenderArgumentTypeError(
+                name, f"expected a numeric array, got dtype {value.dtype}"
+            )
         tensor = torch.from_numpy(np.ascontiguousarray(value))
     else:
         try:
@@ -58,7 +60,8 @@ def all_finite(tensor: torch.Tensor) -> bool:
 
 
 def check_keypoints(keypoints: Any) -> tuple[torch.Tensor, bool]:
-    """Keypoints ``(B, K, 2)`` or ``(B, N, K, 2)`` as ``((B, N, K, 2) float32/64, has_instances)``."""
+    """Keypoints ``(B, K, 2)`` or ``(B, N, K, 2)`` as ``((B, N, K, 2), has_instances)``, in
+    float32 or float64."""
     tensor = as_tensor("keypoints", keypoints)
     if tensor.ndim not in (3, 4) or tensor.shape[-1] != 2:
         raise RenderArgumentError(
@@ -92,7 +95,8 @@ def check_visibility(
     visibility: Any, keypoints: torch.Tensor, has_instances: bool
 ) -> torch.Tensor | None:
     """Visibility ``(B, K)`` or ``(B, N, K)`` as ``(B, N, K)`` float32 on the keypoints' device."""
-    expected = tuple(keypoints.shape[:-1]) if has_instances else (keypoints.shape[0], keypoints.shape[2])
+    batch, _, num_keypoints, _ = keypoints.shape
+    expected = tuple(keypoints.shape[:-1]) if has_instances else (batch, num_keypoints)
     if visibility is None:
         return None
     tensor = as_tensor("visibility", visibility, keypoints.device).to(torch.float32)

@@ -57,7 +57,8 @@ class AxisTable:
 
     Attributes:
         lowest_centre: the integer centre of row 0 of each sigma's block.
-        rows_per_sigma: R, the rows of each sigma's block; sigma ``s`` owns rows ``[s * R, (s+1) * R)``.
+        rows_per_sigma: R, the rows of each sigma's block; sigma ``s`` owns rows
+            ``[s * R, (s+1) * R)``.
         rows: ``(S * R + 1, L)``. For ``kind="window"`` float32 kernel values; for ``kind="offset"``
             float64 distances from the kernel centre, ``+inf`` outside the window (so that
             ``exp(-(d - f)^2 / (2 sigma^2))`` is exactly 0 there). The last row is the empty row.
@@ -154,7 +155,8 @@ class WindowPlan:
 
     Attributes:
         table: ``(rows, max(H, W))``; x profiles use the first W columns, y the first H. Float32
-            kernel values (``kind="window"``) or float64 distances, ``+inf`` off-window (``"offset"``).
+            kernel values (``kind="window"``) or float64 distances, ``+inf`` off-window
+            (``"offset"``).
         outside: ``(rows,)`` bool, mmpose's weight rule per axis.
         lowest, highest: ``(2,)`` clamp bounds for the centres, in the keypoints' dtype.
         offsets: ``(K or 1, 2)`` int64.
@@ -187,7 +189,9 @@ def _plan(
     base = 0
     for axis in axes:
         body = axis.rows[:-1]  # drop the per-axis empty row; one shared row goes last
-        pad = torch.full((body.shape[0], widest - body.shape[1]), fill, dtype=body.dtype, device=device)
+        pad = torch.full(
+            (body.shape[0], widest - body.shape[1]), fill, dtype=body.dtype, device=device
+        )
         blocks.append(torch.cat([body, pad], dim=1))
         outside.append(axis.outside[:-1])
         bases.append(base - axis.lowest_centre + slots * axis.rows_per_sigma)
@@ -200,7 +204,9 @@ def _plan(
         outside=torch.cat(outside),
         lowest=torch.tensor([lowest, lowest], dtype=dtype, device=device),
         highest=torch.tensor(
-            [axis.lowest_centre + axis.rows_per_sigma - 1 for axis in axes], dtype=dtype, device=device
+            [axis.lowest_centre + axis.rows_per_sigma - 1 for axis in axes],
+            dtype=dtype,
+            device=device,
         ),
         offsets=torch.stack(bases, dim=1).to(device),
         empty_row=base,

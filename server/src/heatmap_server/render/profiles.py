@@ -85,8 +85,9 @@ def _coordinate_scale(
 def coordinate_limit(size: tuple[int, int]) -> float:
     """A bound on heatmap coordinates beyond which every method leaves a keypoint outside.
 
-    Sigma is at most ``max(H, W)``, so a window reaches at most ``4 max(H, W) + 2`` pixels past
-    the origin; anything farther is outside for every method, clamped or not.
+    Sigma is at most ``max(H, W)``, so a window reaches at most ``3 sigma + 2`` pixels past an
+    edge, ``4 max(H, W) + 2`` from the origin; anything farther is outside for every method,
+    clamped or not.
     """
     return float(8 * max(size) + 16)
 
@@ -147,7 +148,10 @@ def _windowed(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | No
     else:
         sigmas, slots = tabled
         plan = window_plan(sigmas, kind, args.size, coords.device, coords.dtype)
-        offsets = plan.offsets if slots is None else plan.offsets[slots]  # (K or 1 | B, N, K, 2)
+        if slots is None:
+            offsets = plan.offsets  # (K or 1, 2)
+        else:
+            offsets = plan.offsets[slots.to(coords.device)]  # (B, N, K, 2)
         # .long() truncates toward zero, like int(); clamping first keeps far centres in range.
         rows = torch.clamp(centre, plan.lowest, plan.highest).long() + offsets
         outside = plan.outside[rows].any(dim=-1)
@@ -258,7 +262,7 @@ def render_profiles(
 
     Args:
         keypoints: ``(B, K, 2)`` or ``(B, N, K, 2)`` (x, y), torch tensor or numpy array.
-        size: ``(H, W)`` of the heatmap.
+        size: ``(H, W)`` of the heatmap (mmpose configs write ``(W, H)``).
         sigma: in heatmap pixels; broadcasts against ``keypoints.shape[:-1]``: a scalar, ``(K,)``
             per keypoint, ``(B, N, 1)`` per instance, ``(B, 1, 1)`` per sample, ``(B, N, K)``
             (for ``(B, K, 2)`` keypoints: ``(K,)``, ``(B, 1)``, ``(B, K)``).

@@ -46,7 +46,9 @@ def _check(box_hw: Any, min_overlap: Any, variant: str):
             "variant", f"expected one of {', '.join(RADIUS_VARIANTS)}, got {variant!r}"
         )
     if isinstance(min_overlap, bool) or not isinstance(min_overlap, numbers.Real):
-        raise RenderArgumentError("min_overlap", f"expected a number in (0, 1), got {min_overlap!r}")
+        raise RenderArgumentError(
+            "min_overlap", f"expected a number in (0, 1), got {min_overlap!r}"
+        )
     if not 0 < float(min_overlap) < 1:
         raise RenderArgumentError("min_overlap", f"must lie in (0, 1), got {min_overlap!r}")
     if isinstance(box_hw, torch.Tensor):

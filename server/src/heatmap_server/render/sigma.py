@@ -14,6 +14,7 @@ all three with a margin of at least 100x and far below any sigma a target is dra
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -48,27 +49,31 @@ class SigmaSpec:
         self.per_element = per_element
 
 
-def check_sigma_values(values: torch.Tensor, limit: float, what: str = "the heatmap's larger side"):
+def check_sigma_values(values: Any, limit: float, what: str = "the heatmap's larger side"):
     """Raises ``RenderArgumentError("sigma")`` unless every value is finite, >= the floor and
-    <= ``limit``. ``values`` is float64 on the CPU."""
-    if values.numel() == 0:
-        return
-    bad = ~torch.isfinite(values) | (values <= 0)
-    if bool(bad.any()):
-        value = float(values[bad][0])
-        raise RenderArgumentError("sigma", f"must be a finite number > 0, got {value!r}")
-    low = values < SIGMA_MIN
-    if bool(low.any()):
-        value = float(values[low][0])
-        raise RenderArgumentError(
-            "sigma", f"{value!r} is below {SIGMA_MIN:g}, the smallest sigma whose Gaussian is finite"
-        )
-    high = values > limit
-    if bool(high.any()):
-        # A Gaussian wider than the target is no longer a keypoint target; the bound also keeps
-        # the cached kernel tables (rows per possible centre) proportional to the target.
-        value = float(values[high][0])
-        raise RenderArgumentError("sigma", f"{value!r} exceeds {what} ({limit:g})")
+    <= ``limit``. ``values``: a float64 CPU tensor or a sequence of floats."""
+    if isinstance(values, torch.Tensor):
+        if values.numel() == 0:
+            return
+        lowest, highest = float(values.min()), float(values.max())
+        if math.isfinite(lowest) and math.isfinite(highest) and SIGMA_MIN <= lowest \
+                and highest <= limit:
+            return  # the common case in two reductions; otherwise find the culprit below
+        values = values.reshape(-1).tolist()
+    for value in values:
+        if not math.isfinite(value) or value <= 0:
+            raise RenderArgumentError("sigma", f"must be a finite number > 0, got {value!r}")
+    for value in values:
+        if value < SIGMA_MIN:
+            raise RenderArgumentError(
+                "sigma",
+                f"{value!r} is below {SIGMA_MIN:g}, the smallest sigma whose Gaussian is finite",
+            )
+    for value in values:
+        if value > limit:
+            # A Gaussian wider than the target is no longer a keypoint target; the bound also
+            # keeps the cached kernel tables (rows per possible centre) proportional to it.
+            raise RenderArgumentError("sigma", f"{value!r} exceeds {what} ({limit:g})")
 
 
 def check_sigma(
@@ -86,7 +91,9 @@ def check_sigma(
             "sigma", f"expected a number or one number per keypoint, got {sigma!r}"
         )
     if isinstance(sigma, numbers.Real):
-        tensor = torch.tensor(float(sigma), dtype=torch.float64)
+        value = float(sigma)  # the common case: no tensor at all
+        check_sigma_values((value,), float(max(size)))
+        return SigmaSpec((value,), None)
     else:
         tensor = as_tensor("sigma", sigma).detach().to("cpu", torch.float64)
     batch, instances, num_keypoints = points.shape[:3]

@@ -23,6 +23,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 
 from .batch import PerSampleFields
@@ -107,7 +108,9 @@ def _check_number(name: str, value: Any) -> float:
 
 def _check_simcc_sigma(sigma: Any, label_size: tuple[int, int]) -> tuple[float, float]:
     if isinstance(sigma, bool):
-        raise RenderArgumentError("sigma", f"expected a number or (sigma_x, sigma_y), got {sigma!r}")
+        raise RenderArgumentError(
+            "sigma", f"expected a number or (sigma_x, sigma_y), got {sigma!r}"
+        )
     if isinstance(sigma, numbers.Real):
         values = torch.tensor([float(sigma)] * 2, dtype=torch.float64)
     else:
@@ -143,7 +146,7 @@ def check_simcc_args(
         raise RenderArgumentError(
             "smoothing", f"expected one of {', '.join(SMOOTHINGS)}, got {smoothing!r}"
         )
-    if not isinstance(normalize, bool):
+    if not isinstance(normalize, (bool, np.bool_)):
         raise RenderArgumentError("normalize", f"expected True or False, got {normalize!r}")
     weight = _check_number("label_smooth_weight", label_smooth_weight)
     if not 0.0 <= weight <= 1.0:
@@ -173,7 +176,7 @@ def check_simcc_args(
         split_ratio=ratio,
         smoothing=smoothing,
         label_smooth_weight=weight,
-        normalize=normalize,
+        normalize=bool(normalize),
     )
 
 
