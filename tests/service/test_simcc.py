@@ -4,6 +4,7 @@ RTMPose's configurations, in every wire dtype and codec that applies, from both 
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import numpy as np
 import pytest
@@ -163,3 +164,12 @@ def test_an_empty_batch_and_no_keypoints(client):
         assert result.x_labels.shape == (*shape[:-1], 384)
         assert result.y_labels.shape == (*shape[:-1], 512)
         assert result.weights.shape == shape[:-1]
+
+
+def test_both_clients_share_one_signature_with_the_renderers_arguments():
+    sync = inspect.signature(HeatmapClient.render_simcc)
+    assert sync == inspect.signature(AsyncHeatmapClient.render_simcc)
+    renderer = inspect.signature(render_simcc).parameters
+    for name, parameter in renderer.items():
+        assert sync.parameters[name].kind == parameter.kind, name
+        assert sync.parameters[name].default == parameter.default, name

@@ -9,7 +9,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from heatmap.v1 import heatmap_pb2 as pb
-from heatmap_client.wire import FIELDS_OF_ARGUMENT
+from heatmap_client.wire import FIELDS_OF_ARGUMENT, TARGETS
 
 __all__ = ["RequestError", "field_of_argument", "invalid"]
 
@@ -19,7 +19,7 @@ def field_of_argument(argument: str, request: pb.RenderRequest | None = None) ->
     travels in ``sigmas`` per keypoint, ``sigma_map`` per batch, ``simcc.sigma_x`` (and
     ``sigma_y``) for SimCC labels."""
     if argument == "sigma" and request is not None:
-        if request.target == pb.TARGET_SIMCC:
+        if TARGETS.name(request.target) == "simcc":
             return "simcc.sigma_x"
         if request.HasField("sigma_map"):
             return "sigma_map"

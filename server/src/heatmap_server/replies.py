@@ -14,7 +14,7 @@ import grpc
 import torch
 
 from heatmap.v1 import heatmap_pb2 as pb
-from heatmap_client.wire import reply_chunks, tensor_from_array
+from heatmap_client.wire import TARGETS, reply_chunks, tensor_from_array
 
 from .batching import Batcher, BatcherClosed, QueueFull
 from .encoding import encode_reply
@@ -29,7 +29,7 @@ def _shapes(job: RenderJob, rendered: Rendered) -> dict:
     """The header's shape fields: heatmaps ``[B, K, H, W]``, or SimCC's x then y label shapes."""
     if job.simcc:
         x_labels, y_labels = rendered.arrays
-        return dict(shape=x_labels.shape, y_labels_shape=y_labels.shape, target=pb.TARGET_SIMCC)
+        return dict(shape=x_labels.shape, y_labels_shape=y_labels.shape, target=TARGETS.proto("simcc"))
     args = job.args
     return dict(shape=[args.batch, args.num_keypoints, *args.size])
 

@@ -149,7 +149,7 @@ def job_from_request(
     if target == "simcc":
         return _simcc_job(request, wire, codec, limits, arrived)
     if request.HasField("simcc"):
-        raise invalid("simcc", "only used with target TARGET_SIMCC")
+        raise invalid("simcc", "only used with target simcc")
     method = _name(METHODS, request.method, METHODS.field)
     coords = _name(COORDINATE_SPACES, request.coordinate_space, COORDINATE_SPACES.field)
     for field in ("height", "width"):
@@ -192,14 +192,14 @@ def _check_simcc_fields(request: pb.RenderRequest, codec: Codec, limits: Service
     smoothing's name."""
     for field in _NOT_FOR_SIMCC:
         if getattr(request, field):
-            raise invalid(field, "not used with target TARGET_SIMCC (see simcc and input_size)")
+            raise invalid(field, "not used with target simcc (see simcc and input_size)")
     if request.sigmas or request.HasField("sigma_map"):
         field = "sigmas" if request.sigmas else "sigma_map"
-        raise invalid(field, "not used with target TARGET_SIMCC (see simcc.sigma_x, sigma_y)")
+        raise invalid(field, "not used with target simcc (see simcc.sigma_x, sigma_y)")
     if not request.HasField("simcc"):
-        raise invalid("simcc", "required with target TARGET_SIMCC")
+        raise invalid("simcc", "required with target simcc")
     if codec.separable:
-        raise invalid("codec", "SimCC labels travel as CODEC_ZSTD or CODEC_NONE")
+        raise invalid("codec", "SimCC labels travel as zstd or none")
     params = request.simcc
     smoothing = _name(SMOOTHINGS, params.smoothing, SMOOTHINGS.field)
     for field in ("split_ratio", "sigma_x", "sigma_y"):
@@ -247,7 +247,7 @@ def _simcc_job(
     request: pb.RenderRequest, wire: WireDType, codec: Codec, limits: ServiceLimits,
     arrived: float,
 ) -> RenderJob:
-    """A ``TARGET_SIMCC`` request as a render job of :class:`SimccArgs`."""
+    """A SimCC (``target="simcc"``) request as a render job of :class:`SimccArgs`."""
     smoothing = _check_simcc_fields(request, codec, limits)
     keypoints, visibility = _tensors(request)
     params = request.simcc

@@ -193,7 +193,7 @@ class PendingReply:
         profiles: return the ``separable`` profiles as a :class:`ProfilesResult`.
         keep_dtype, out: as :meth:`HeatmapClient.render` (heatmaps only).
 
-    A ``TARGET_SIMCC`` request's reply is a :class:`SimccResult`.
+    A SimCC (``target="simcc"``) request's reply is a :class:`SimccResult`.
     """
 
     def __init__(

@@ -73,7 +73,7 @@ def build_simcc_request(
     visibility: Any = None,
     request_id: int = 0,
 ) -> pb.RenderRequest:
-    """The ``TARGET_SIMCC`` request for ``keypoints`` ``(B, K, 2)`` or ``(B, N, K, 2)`` in
+    """The SimCC (``target="simcc"``) request for ``keypoints`` ``(B, K, 2)`` or ``(B, N, K, 2)`` in
     input-image pixels; ``visibility`` ``(B, K)`` or ``(B, N, K)``."""
     sigma_x, sigma_y = options.sigma
     request = pb.RenderRequest(
