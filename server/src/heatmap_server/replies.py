@@ -29,7 +29,9 @@ def _shapes(job: RenderJob, rendered: Rendered) -> dict:
     """The header's shape fields: heatmaps ``[B, K, H, W]``, or SimCC's x then y label shapes."""
     if job.simcc:
         x_labels, y_labels = rendered.arrays
-        return dict(shape=x_labels.shape, y_labels_shape=y_labels.shape, target=TARGETS.proto("simcc"))
+        return dict(
+            shape=x_labels.shape, y_labels_shape=y_labels.shape, target=TARGETS.proto("simcc")
+        )
     args = job.args
     return dict(shape=[args.batch, args.num_keypoints, *args.size])
 
