@@ -24,7 +24,7 @@ INPUT_SIZE = (20, 15)  # labels of Hy = 30 and Wx = round(22.5) = 22 bins (half 
 
 
 def _reply(codec="zstd", dtype="float32", **header_changes):
-    """``(request, chunks, x_labels, y_labels)`` for a well-formed reply, then ``header_changes``."""
+    """``(request, chunks, x_labels, y_labels)``: a well-formed reply, then ``header_changes``."""
     options = SimccOptions(INPUT_SIZE, 2.0, split_ratio=1.5, normalize=False, codec=codec,
                            dtype=dtype)
     request = build_simcc_request(np.zeros((BATCH, KEYPOINTS, 2), np.float32), options)
