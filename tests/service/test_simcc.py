@@ -11,7 +11,7 @@ import pytest
 import torch
 from render.simcc_reference import simcc_reference
 
-from heatmap_client import AsyncHeatmapClient, HeatmapClient
+from heatmap_client import AsyncHeatmapClient, HeatmapClient, SimccOptions
 from heatmap_server.render import render_simcc
 
 # RTMPose's configurations as (H_in, W_in) and (sigma_x, sigma_y); mmpose writes (W, H).
@@ -173,3 +173,17 @@ def test_both_clients_share_one_signature_with_the_renderers_arguments():
     for name, parameter in renderer.items():
         assert sync.parameters[name].kind == parameter.kind, name
         assert sync.parameters[name].default == parameter.default, name
+
+
+def test_simcc_options_are_render_simccs_keyword_arguments(client):
+    """What a collate holds once (checked at construction) and passes on every batch."""
+    input_size, sigma = RTMPOSE_256x192
+    options = SimccOptions(input_size, sigma, normalize=False, dtype="float16")
+    assert set(options.names()) <= set(inspect.signature(HeatmapClient.render_simcc).parameters)
+    points, visibility = _keypoints(input_size, batch=2)
+    result = client.render_simcc(points, visibility=visibility, timeout=30, **options.as_kwargs())
+    x_labels, _, weights = _local(points, input_size, sigma, normalize=False, visibility=visibility)
+    np.testing.assert_array_equal(result.x_labels, _as_wire(x_labels, "float16"))
+    x, y, w = result.to_torch()
+    assert x.dtype == torch.float32 and tuple(y.shape) == (2, 17, 512)
+    np.testing.assert_array_equal(w.numpy(), weights)
