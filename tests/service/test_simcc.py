@@ -187,3 +187,15 @@ def test_simcc_options_are_render_simccs_keyword_arguments(client):
     x, y, w = result.to_torch()
     assert x.dtype == torch.float32 and tuple(y.shape) == (2, 17, 512)
     np.testing.assert_array_equal(w.numpy(), weights)
+
+
+def test_rtmposes_batch_of_256_in_parallel_frames(client):
+    """15.6 MB of labels: the test server's two encoder threads compress them as several frames."""
+    input_size, sigma = RTMPOSE_256x192
+    points, visibility = _keypoints(input_size, batch=256)
+    result = client.render_simcc(points, input_size, sigma, normalize=False, visibility=visibility)
+    x_labels, y_labels, weights = _local(points, input_size, sigma, normalize=False,
+                                         visibility=visibility)
+    np.testing.assert_array_equal(result.x_labels, x_labels)
+    np.testing.assert_array_equal(result.y_labels, y_labels)
+    np.testing.assert_array_equal(result.weights, weights)
