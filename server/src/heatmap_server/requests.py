@@ -21,6 +21,7 @@ from heatmap_client.wire import (
     METHODS,
     SMOOTHINGS,
     TARGETS,
+    ArgumentError,
     Codec,
     WireDType,
     array_from_double_tensor,
@@ -30,7 +31,7 @@ from heatmap_client.wire import (
 from .device import torch_dtype
 from .errors import RequestError, invalid
 from .jobs import RenderJob
-from .render import SimccArgs, check_render_args, check_simcc_args
+from .render import RenderArgumentError, SimccArgs, check_render_args, check_simcc_args
 
 __all__ = ["ServiceLimits", "UndecodableRequest", "job_from_request", "parser"]
 
@@ -114,7 +115,7 @@ def _tensors(request: pb.RenderRequest):
             if request.HasField("visibility")
             else None
         )
-    except ValueError as error:
+    except ArgumentError as error:
         raise RequestError.from_argument_error(error, request) from None
     return keypoints, visibility
 
@@ -126,7 +127,7 @@ def _sigma(request: pb.RenderRequest):
             raise invalid("sigma_map", "give one of sigma, sigmas or sigma_map")
         try:
             return array_from_double_tensor(request.sigma_map, "sigma")
-        except ValueError as error:
+        except ArgumentError as error:
             raise RequestError.from_argument_error(error, request) from None
     if request.sigmas and request.sigma:
         raise invalid("sigmas", "give either sigma or sigmas, not both")
@@ -176,7 +177,7 @@ def job_from_request(
             visibility=visibility,
             dtype=torch_dtype(wire.render_as),
         )
-    except ValueError as error:
+    except RenderArgumentError as error:
         raise RequestError.from_argument_error(error, request) from None
     return RenderJob(
         args=args, wire=wire, codec=codec, request_id=request.request_id, arrived=arrived
@@ -262,7 +263,7 @@ def _simcc_job(
             normalize=params.normalize,
             visibility=visibility,
         )
-    except ValueError as error:
+    except RenderArgumentError as error:
         raise RequestError.from_argument_error(error, request) from None
     _check_simcc_work(args, wire, limits)
     return RenderJob(
