@@ -51,3 +51,25 @@ def test_a_reply_encoded_in_slabs_decodes_to_the_same_tensor(workers):
     decoded = np.empty_like(tensor)
     codec.decode(pieces, [decoded])
     np.testing.assert_array_equal(decoded, tensor)
+
+
+@pytest.mark.parametrize("workers", [2, 4, 8])
+def test_two_arrays_are_cut_in_order_and_decode_to_the_same_arrays(workers):
+    """SimCC's x then y labels: each array's own slabs, x's first."""
+    x_labels = _heatmaps(3 * MIN_SLAB_BYTES, seed=1).reshape(-1, 96)
+    y_labels = _heatmaps(5 * MIN_SLAB_BYTES, seed=2).reshape(-1, 128)
+    codec = codec_by_name("zstd")
+    parts = slabs(codec, [x_labels, y_labels], workers)
+    assert 2 <= len(parts) <= workers + 1
+    np.testing.assert_array_equal(
+        np.concatenate(parts), np.concatenate([x_labels.reshape(-1), y_labels.reshape(-1)])
+    )
+    with ThreadPoolExecutor(workers) as encoders:
+        pieces, crc32 = asyncio.run(
+            encode_reply(codec, [x_labels, y_labels], CHUNK_BYTES, encoders, workers)
+        )
+    assert crc32 == payload_crc32(pieces)
+    decoded = [np.empty_like(x_labels), np.empty_like(y_labels)]
+    codec.decode(pieces, decoded)
+    np.testing.assert_array_equal(decoded[0], x_labels)
+    np.testing.assert_array_equal(decoded[1], y_labels)

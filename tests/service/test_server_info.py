@@ -20,6 +20,8 @@ def test_server_info_lists_capabilities_and_limits(live_server):
     assert set(info.methods) == {pb.METHOD_SEED, pb.METHOD_MSRA, pb.METHOD_UDP, pb.METHOD_DARK}
     assert set(info.codecs) == {pb.CODEC_ZSTD, pb.CODEC_NONE, pb.CODEC_SEPARABLE}
     assert pb.DTYPE_BFLOAT16 in info.dtypes and pb.DTYPE_UINT8 in info.dtypes
+    assert set(info.targets) == {pb.TARGET_HEATMAP, pb.TARGET_SIMCC}
+    assert set(info.smoothings) == {pb.SMOOTHING_GAUSSIAN, pb.SMOOTHING_STANDARD}
     assert info.limits.chunk_bytes == 1024 * 1024
     assert info.limits.max_output_elements == 64 * 1024 * 1024
 

@@ -18,6 +18,8 @@ TABLES = {
     "CoordinateSpace": wire.COORDINATE_SPACES,
     "DType": wire.DTYPE_NAMES,
     "Codec": wire.CODEC_NAMES,
+    "Target": wire.TARGETS,
+    "Smoothing": wire.SMOOTHINGS,
 }
 
 

@@ -10,8 +10,8 @@ the DataLoader helpers). :mod:`heatmap_client.wire` is the wire format, for serv
 from ._aio import AsyncHeatmapClient
 from ._client import HeatmapClient
 from ._errors import HeatmapError
-from .options import RenderOptions
-from .results import ProfilesResult, RenderResult, Timings
+from .options import RenderOptions, SimccOptions
+from .results import ProfilesResult, RenderResult, SimccResult, Timings
 from .wire.vocabulary import ArgumentError
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
     "ProfilesResult",
     "RenderOptions",
     "RenderResult",
+    "SimccOptions",
+    "SimccResult",
     "Timings",
     "__version__",
 ]

@@ -16,17 +16,19 @@ from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from ._channel import ChannelSettings, channel_options, metadata
 from ._errors import HeatmapError
 from ._render_api import RenderCalls, pending_from_item
-from .results import ProfilesResult, RenderResult
+from .results import ProfilesResult, RenderResult, SimccResult
 from .wire.replies import PendingReply
 
 __all__ = ["AsyncHeatmapClient"]
 
 
 class AsyncHeatmapClient(
-    ChannelSettings, RenderCalls[Awaitable[RenderResult], Awaitable[ProfilesResult]]
+    ChannelSettings,
+    RenderCalls[Awaitable[RenderResult], Awaitable[ProfilesResult], Awaitable[SimccResult]],
 ):
     """Renders heatmaps on a remote server from asyncio code; arguments as :class:`HeatmapClient`
-    (``render`` and ``render_profiles`` have the same signatures and return awaitables)."""
+    (``render``, ``render_profiles`` and ``render_simcc`` have the same signatures and return
+    awaitables)."""
 
     def __init__(self, target: str, **settings: Any):
         super().__init__(target, **settings)

@@ -22,13 +22,13 @@ from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from ._channel import ChannelSettings, channel_options, check_fork_support, metadata
 from ._errors import HeatmapError
 from ._render_api import RenderCalls, pending_from_item
-from .results import ProfilesResult, RenderResult
+from .results import ProfilesResult, RenderResult, SimccResult
 from .wire.replies import PendingReply
 
 __all__ = ["HeatmapClient"]
 
 
-class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult]):
+class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult, SimccResult]):
     """Renders heatmaps on a remote server.
 
     Args (keyword-only after ``target``, shared with :class:`AsyncHeatmapClient`):

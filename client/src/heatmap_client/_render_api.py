@@ -1,4 +1,5 @@
-"""The render methods, written once for :class:`HeatmapClient` and :class:`AsyncHeatmapClient`.
+"""The render methods (``render``, ``render_profiles``, ``render_simcc``), written once for
+:class:`HeatmapClient` and :class:`AsyncHeatmapClient`.
 
 Both clients share one typed signature per method; each supplies how a request travels
 (``_unary`` blocks and returns the result, or returns an awaitable of it). ``render_many`` items
@@ -12,15 +13,16 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from .options import RenderOptions
+from .options import RenderOptions, SimccOptions, split_sigma
 from .wire.replies import PendingReply
-from .wire.requests import build_request
+from .wire.requests import build_request, build_simcc_request
 from .wire.vocabulary import ArgumentError
 
 __all__ = ["RenderCalls", "pending_from_item"]
 
 ResultT = TypeVar("ResultT")
 ProfilesT = TypeVar("ProfilesT")
+SimccT = TypeVar("SimccT")
 
 _PER_REQUEST = ("keypoints", "visibility")
 _PER_RESULT = ("keep_dtype", "out")
@@ -42,16 +44,21 @@ def pending_from_item(item: Mapping[str, Any], request_id: int) -> PendingReply:
         raise ArgumentError(unknown[0], f"not an argument of render() (known: {sorted(known)})")
     if "keypoints" not in item:
         raise ArgumentError("keypoints", "required in every render_many item")
-    options = RenderOptions(**{name: item[name] for name in RenderOptions.names() if name in item})
+    given = {name: item[name] for name in RenderOptions.names() if name in item}
+    sigma_map = None
+    if "sigma" in given:
+        given["sigma"], sigma_map = split_sigma(given["sigma"])
+    options = RenderOptions(**given)
     request = build_request(
-        item["keypoints"], options, visibility=item.get("visibility"), request_id=request_id
+        item["keypoints"], options, visibility=item.get("visibility"), sigma_map=sigma_map,
+        request_id=request_id,
     )
     return PendingReply(request, keep_dtype=item.get("keep_dtype", False), out=item.get("out"))
 
 
-class RenderCalls(Generic[ResultT, ProfilesT]):
-    """``render`` and ``render_profiles``: the arguments are checked here, at the call, and every
-    error names the argument as written."""
+class RenderCalls(Generic[ResultT, ProfilesT, SimccT]):
+    """``render``, ``render_profiles`` and ``render_simcc``: the arguments are checked here, at
+    the call, and every error names the argument as written."""
 
     def _unary(self, pending: PendingReply, timeout: float | None) -> Any:
         raise NotImplementedError
@@ -76,8 +83,12 @@ class RenderCalls(Generic[ResultT, ProfilesT]):
 
         Args:
             keypoints: ``(B, K, 2)`` or ``(B, N, K, 2)`` (x, y) in ``coords``.
-            size, sigma, method, coords, input_size, dtype, codec: see :class:`RenderOptions`
+            size, method, coords, input_size, dtype, codec: see :class:`RenderOptions`
                 (sizes are ``(H, W)``; mmpose configs write ``(W, H)``).
+            sigma: in heatmap pixels: a number or ``(K,)`` (see :class:`RenderOptions`), or this
+                batch's own array that broadcasts against ``keypoints.shape[:-1]``: ``(B, N, 1)``
+                per instance, ``(B, 1, 1)`` per sample, ``(B, N, K)``; ``(B, 1)`` or ``(B, K)``
+                for ``(B, K, 2)`` keypoints. Arrays travel as float64.
             visibility: ``(B, K)`` or ``(B, N, K)``; a keypoint is drawn when it is >= 0.5.
             timeout: deadline in seconds (None: the client's default).
             keep_dtype: return the wire storage instead of float32 (see :class:`RenderResult`).
@@ -90,11 +101,12 @@ class RenderCalls(Generic[ResultT, ProfilesT]):
             ArgumentError: a ``ValueError`` naming the argument, before anything is sent.
             HeatmapError: the server's status; ``argument`` names the argument at fault.
         """
+        shared, sigma_map = split_sigma(sigma)
         options = RenderOptions(
-            size=size, sigma=sigma, method=method, coords=coords, input_size=input_size,
+            size=size, sigma=shared, method=method, coords=coords, input_size=input_size,
             dtype=dtype, codec=codec,
         )
-        request = build_request(keypoints, options, visibility=visibility)
+        request = build_request(keypoints, options, visibility=visibility, sigma_map=sigma_map)
         return self._unary(PendingReply(request, keep_dtype=keep_dtype, out=out), timeout)
 
     def render_profiles(
@@ -118,9 +130,52 @@ class RenderCalls(Generic[ResultT, ProfilesT]):
         Returns:
             a :class:`ProfilesResult` (awaitable on :class:`AsyncHeatmapClient`).
         """
+        shared, sigma_map = split_sigma(sigma)
         options = RenderOptions(
-            size=size, sigma=sigma, method=method, coords=coords, input_size=input_size,
+            size=size, sigma=shared, method=method, coords=coords, input_size=input_size,
             codec="separable",
         )
-        request = build_request(keypoints, options, visibility=visibility)
+        request = build_request(keypoints, options, visibility=visibility, sigma_map=sigma_map)
         return self._unary(PendingReply(request, profiles=True), timeout)
+
+    def render_simcc(
+        self,
+        keypoints: Any,
+        input_size: tuple[int, int],
+        sigma: Any,
+        *,
+        split_ratio: float = 2.0,
+        smoothing: str = "gaussian",
+        label_smooth_weight: float = 0.0,
+        normalize: bool = True,
+        visibility: Any = None,
+        dtype: str = "float32",
+        codec: str = "zstd",
+        timeout: float | None = None,
+    ) -> SimccT:
+        """Renders one batch of SimCC labels, as mmpose's ``SimCCLabel.encode`` (RTMPose).
+
+        Args:
+            keypoints: ``(B, K, 2)`` or ``(B, N, K, 2)`` (x, y) in input-image pixels.
+            input_size: ``(H_in, W_in)`` (mmpose configs write ``input_size=(W, H)``).
+            sigma: in label bins, a number or ``(sigma_x, sigma_y)`` in mmpose's order.
+            split_ratio, smoothing, label_smooth_weight, normalize, dtype, codec: see
+                :class:`SimccOptions`.
+            visibility: ``(B, K)`` or ``(B, N, K)``; a keypoint is drawn when it is >= 0.5.
+            timeout: deadline in seconds (None: the client's default).
+
+        Returns:
+            a :class:`SimccResult` with float32 ``x_labels`` ``(B, [N,] K, Wx)``, ``y_labels``
+            ``(B, [N,] K, Hy)`` and ``weights`` (awaitable on :class:`AsyncHeatmapClient`).
+
+        Raises:
+            ArgumentError: a ``ValueError`` naming the argument, before anything is sent.
+            HeatmapError: the server's status; ``argument`` names the argument at fault.
+        """
+        options = SimccOptions(
+            input_size=input_size, sigma=sigma, split_ratio=split_ratio, smoothing=smoothing,
+            label_smooth_weight=label_smooth_weight, normalize=normalize, dtype=dtype,
+            codec=codec,
+        )
+        request = build_simcc_request(keypoints, options, visibility=visibility)
+        return self._unary(PendingReply(request), timeout)

@@ -1,5 +1,6 @@
 """The render parameters, defined once: what ``render``, ``render_many``, ``HeatmapCollate`` and
-the CLI take, checked where the user wrote them.
+the CLI take (:class:`RenderOptions`), and what ``render_simcc`` takes (:class:`SimccOptions`),
+checked where the user wrote them.
 
 Sizes are ``(H, W)``, height first, everywhere in this API. mmpose configs write ``(W, H)``:
 ``heatmap_size=(48, 64)`` there is ``size=(64, 48)`` here.
@@ -16,9 +17,9 @@ import numpy as np
 
 from .wire.codecs import codec_by_name
 from .wire.dtypes import dtype_by_name
-from .wire.vocabulary import COORDINATE_SPACES, METHODS, ArgumentError
+from .wire.vocabulary import COORDINATE_SPACES, METHODS, SMOOTHINGS, ArgumentError
 
-__all__ = ["RenderOptions"]
+__all__ = ["RenderOptions", "SimccOptions", "split_sigma"]
 
 
 def _hw(argument: str, value: Any) -> tuple[int, int]:
@@ -36,8 +37,34 @@ def _hw(argument: str, value: Any) -> tuple[int, int]:
     return sides[0], sides[1]
 
 
-def _sigma(value: Any) -> float | tuple[float, ...]:
+def _positive(argument: str, values: np.ndarray) -> None:
+    bad = ~np.isfinite(values) | (values <= 0)
+    if bad.any():
+        raise ArgumentError(argument, f"must be a finite number > 0, got {values[bad][0]!r}")
+
+
+def split_sigma(value: Any) -> tuple[Any, np.ndarray | None]:
+    """``(shared, per_batch)``: a number or ``(K,)`` sigma is shared by every batch (``per_batch``
+    None); an array of two or more axes, ``(B, N, 1)``, ``(B, N, K)``, ``(B, 1, 1)``, ..., belongs
+    to its batch and travels as float64 (``shared`` None).
+
+    Raises:
+        ArgumentError: naming ``sigma``, for a per-batch array with a value that is not > 0.
+    """
+    if isinstance(value, (bool, numbers.Real, str, bytes)) or np.ndim(value) < 2:
+        return value, None
+    try:
+        per_batch = np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArgumentError("sigma", f"expected numbers, got {type(value).__name__}") from None
+    _positive("sigma", per_batch)
+    return None, per_batch
+
+
+def _sigma(value: Any) -> float | tuple[float, ...] | None:
     """A checked sigma: one number, or a flat sequence of one number per keypoint."""
+    if value is None:
+        return None
     if isinstance(value, bool):
         raise ArgumentError("sigma", f"expected a number or one number per keypoint, got {value!r}")
     if isinstance(value, numbers.Real):
@@ -70,7 +97,9 @@ class RenderOptions:
 
     Args:
         size: ``(H, W)`` of the heatmaps (mmpose's ``heatmap_size=(W, H)`` reversed).
-        sigma: Gaussian standard deviation in heatmap pixels: a number, or one per keypoint ``(K,)``.
+        sigma: Gaussian standard deviation in heatmap pixels: a number, or one per keypoint
+            ``(K,)``; None when each batch brings its own (``render(sigma=array)``, see
+            :func:`split_sigma`).
         method: ``seed``, ``msra`` (default), ``udp`` or ``dark``.
         coords: what the keypoints are measured in: ``heatmap`` pixels (default), input-image
             ``pixel`` (needs ``input_size``) or ``normalized`` ([-1, 1]).
@@ -85,7 +114,7 @@ class RenderOptions:
     """
 
     size: tuple[int, int]
-    sigma: float | tuple[float, ...]
+    sigma: float | tuple[float, ...] | None
     method: str = "msra"
     coords: str = "heatmap"
     input_size: tuple[int, int] | None = None
@@ -115,6 +144,119 @@ class RenderOptions:
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The option names, as keyword arguments of ``render`` and ``HeatmapCollate``."""
+        return tuple(spec.name for spec in fields(cls))
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.names()}
+
+
+def _number(argument: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentError(argument, f"expected a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ArgumentError(argument, f"must be finite, got {value!r}")
+    return number
+
+
+def _simcc_sigma(value: Any) -> tuple[float, float]:
+    """``(sigma_x, sigma_y)`` from one number or a pair, mmpose's order."""
+    if isinstance(value, bool):
+        raise ArgumentError("sigma", f"expected a number or (sigma_x, sigma_y), got {value!r}")
+    try:
+        values = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArgumentError(
+            "sigma", f"expected a number or (sigma_x, sigma_y), got {value!r}"
+        ) from None
+    if values.ndim == 0:
+        values = np.stack([values, values])
+    if values.shape != (2,):
+        raise ArgumentError(
+            "sigma", f"expected a number or (sigma_x, sigma_y), got shape {values.shape}"
+        )
+    _positive("sigma", values)
+    return float(values[0]), float(values[1])
+
+
+@dataclass(frozen=True)
+class SimccOptions:
+    """How a batch of SimCC labels (mmpose ``SimCCLabel``, RTMPose) is rendered and sent.
+
+    Args:
+        input_size: ``(H_in, W_in)`` of the input image the keypoints are in (mmpose's
+            ``input_size=(W, H)`` reversed). The labels have ``Wx = round(W_in * split_ratio)``
+            and ``Hy = round(H_in * split_ratio)`` bins.
+        sigma: in label bins: a number, or ``(sigma_x, sigma_y)`` in mmpose's order (RTMPose at
+            256x192 writes ``sigma=(4.9, 5.66)``); kept as the pair.
+        split_ratio: label bins per input pixel (mmpose ``simcc_split_ratio``).
+        smoothing: ``gaussian`` (default) or ``standard`` (mmpose ``smoothing_type``).
+        label_smooth_weight: in ``[0, 1]``, with ``smoothing="standard"`` only.
+        normalize: divide Gaussian labels by ``sigma * sqrt(2 pi)``.
+        dtype: wire dtype, as :class:`RenderOptions`; ``uint16``/``uint8`` hold values up to 1.
+        codec: ``zstd`` (default) or ``none``.
+
+    Raises:
+        ArgumentError: a ``ValueError`` naming the argument.
+    """
+
+    input_size: tuple[int, int]
+    sigma: tuple[float, float]
+    split_ratio: float = 2.0
+    smoothing: str = "gaussian"
+    label_smooth_weight: float = 0.0
+    normalize: bool = True
+    dtype: str = "float32"
+    codec: str = "zstd"
+
+    def __post_init__(self) -> None:
+        set_field = object.__setattr__  # normalising a frozen instance once, as it is made
+        set_field(self, "input_size", _hw("input_size", self.input_size))
+        set_field(self, "sigma", _simcc_sigma(self.sigma))
+        ratio = _number("split_ratio", self.split_ratio)
+        if ratio <= 0:
+            raise ArgumentError("split_ratio", f"must be > 0, got {self.split_ratio!r}")
+        set_field(self, "split_ratio", ratio)
+        SMOOTHINGS.proto(self.smoothing)
+        weight = _number("label_smooth_weight", self.label_smooth_weight)
+        if not 0 <= weight <= 1:
+            raise ArgumentError("label_smooth_weight", f"must lie in [0, 1], got {weight!r}")
+        if weight > 0 and self.smoothing != "standard":
+            raise ArgumentError(
+                "label_smooth_weight", "only used with smoothing='standard' (as in mmpose)"
+            )
+        set_field(self, "label_smooth_weight", weight)
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise ArgumentError("normalize", f"expected True or False, got {self.normalize!r}")
+        set_field(self, "normalize", bool(self.normalize))
+        wire = dtype_by_name(self.dtype)
+        if codec_by_name(self.codec).separable:
+            raise ArgumentError(
+                "codec", "SimCC labels travel as zstd or none; separable is for heatmaps"
+            )
+        if wire.scale is not None and self.peak > 1:
+            raise ArgumentError(
+                "dtype",
+                f"{self.dtype} holds values up to 1, but normalised labels with sigma "
+                f"{min(self.sigma)!r} peak at {self.peak:.6g}; use a floating dtype",
+            )
+
+    @property
+    def label_size(self) -> tuple[int, int]:
+        """``(Hy, Wx)``: the y and x label lengths in bins (half to even, as mmpose)."""
+        height, width = self.input_size
+        return round(height * self.split_ratio), round(width * self.split_ratio)
+
+    @property
+    def peak(self) -> float:
+        """The largest value a label can hold."""
+        if self.smoothing == "gaussian" and self.normalize:
+            return 1 / (min(self.sigma) * math.sqrt(2 * math.pi))
+        return 1.0
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The option names, as keyword arguments of ``render_simcc``."""
         return tuple(spec.name for spec in fields(cls))
 
     def as_kwargs(self) -> dict[str, Any]:

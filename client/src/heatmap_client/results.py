@@ -1,5 +1,6 @@
-"""What a render returns: dense heatmaps (:class:`RenderResult`) or the profiles they are the
-outer product of (:class:`ProfilesResult`), with the server's :class:`Timings`."""
+"""What a render returns: dense heatmaps (:class:`RenderResult`), the profiles they are the
+outer product of (:class:`ProfilesResult`) or SimCC labels (:class:`SimccResult`), with the
+server's :class:`Timings`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from .wire.codecs import rebuild_dense
 
-__all__ = ["ProfilesResult", "RenderResult", "Timings"]
+__all__ = ["ProfilesResult", "RenderResult", "SimccResult", "Timings"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,36 @@ class ProfilesResult:
         if out is not None and (out.shape != self.shape or out.dtype != np.float32):
             raise ValueError(f"out: expected a float32 array of shape {self.shape}")
         return rebuild_dense(self.rows, self.cols, out)
+
+
+@dataclass
+class SimccResult:
+    """One batch of SimCC labels (mmpose ``SimCCLabel.encode``'s, RTMPose).
+
+    Attributes:
+        x_labels: float32 ``(B, K, Wx)`` or ``(B, N, K, Wx)``, ``Wx = round(W_in * split_ratio)``.
+        y_labels: float32 ``(B, K, Hy)`` or ``(B, N, K, Hy)``, ``Hy = round(H_in * split_ratio)``.
+        weights: float32 ``(B, K)`` or ``(B, N, K)``: mmpose's ``keypoint_weights``.
+        dtype: the wire dtype's name (the labels are float32 either way).
+        timings: the server's :class:`Timings`.
+        wire_bytes: payload bytes received for both labels.
+    """
+
+    x_labels: np.ndarray
+    y_labels: np.ndarray
+    weights: np.ndarray
+    dtype: str
+    timings: Timings
+    wire_bytes: int
+    request_id: int = field(default=0)
+
+    def to_torch(self):
+        """``(x_labels, y_labels, weights)`` as torch tensors sharing memory."""
+        try:
+            import torch
+        except ImportError:
+            raise ImportError(
+                "to_torch() needs torch: pip install 'heatmap-client[torch]'"
+            ) from None
+        arrays = (self.x_labels, self.y_labels, self.weights)
+        return tuple(torch.from_numpy(array) for array in arrays)

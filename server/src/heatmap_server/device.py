@@ -5,20 +5,27 @@ returns to the pool when the last caller has encoded its slice. On the CPU the r
 straight into that buffer (float) or through a scratch that is quantised into it (fixed point). On
 CUDA every piece is rendered and converted on the device and copied into pinned host memory on a
 dedicated stream, so the copy of one piece overlaps the render of the next. A CUDA
-out-of-memory error retries the group in more, smaller pieces.
+out-of-memory error retries the group in more, smaller pieces. SimCC labels are small
+(B*N*K*(Wx+Hy)): they render in one call and are converted to the wire dtype on the device.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
 
 from .buffers import BufferPool, Lease
 from .jobs import Rendered, RenderJob
-from .render import RenderArgs, heatmaps_from_args, profiles_from_args
+from .render import (
+    RenderArgs,
+    SimccArgs,
+    concatenate_render_args,
+    heatmaps_from_args,
+    profiles_from_args,
+    simcc_from_args,
+)
 
 __all__ = ["DeviceRenderer", "torch_dtype"]
 
@@ -42,22 +49,6 @@ def _release_all(lease: Lease, users: int) -> None:
         lease.release()
 
 
-def _joined_visibility(jobs: list[RenderJob]) -> torch.Tensor | None:
-    """The jobs' visibilities concatenated along B (ones for jobs that gave none), or None."""
-    if all(job.args.visibility is None for job in jobs):
-        return None
-    return torch.cat([
-        job.args.visibility if job.args.visibility is not None
-        else torch.ones(job.args.keypoints.shape[:-1], dtype=torch.float32)
-        for job in jobs
-    ])
-
-
-def _batch_slice(args: RenderArgs, rows: slice) -> RenderArgs:
-    visibility = None if args.visibility is None else args.visibility[rows]
-    return replace(args, keypoints=args.keypoints[rows], visibility=visibility)
-
-
 class DeviceRenderer:
     """Renders groups of compatible jobs on ``device`` into buffers from ``pool``.
 
@@ -79,7 +70,9 @@ class DeviceRenderer:
         first = jobs[0]
         args = self._joined_args(jobs)
         lease = None
-        if first.separable:
+        if first.simcc:
+            outputs, weights_host = self._simcc(args, first)
+        elif first.separable:
             profiles = profiles_from_args(args)
             outputs = [_host(profiles.rows.contiguous()), _host(profiles.cols.contiguous())]
             weights_host = _host(profiles.weights)
@@ -109,18 +102,24 @@ class DeviceRenderer:
             )
         return results
 
-    def _joined_args(self, jobs: list[RenderJob]) -> RenderArgs:
-        args = jobs[0].args
-        if len(jobs) > 1:
-            args = replace(
-                args,
-                keypoints=torch.cat([job.args.keypoints for job in jobs]),
-                visibility=_joined_visibility(jobs),
-            )
-        if args.keypoints.device != self.device:
-            visibility = None if args.visibility is None else args.visibility.to(self.device)
-            args = replace(args, keypoints=args.keypoints.to(self.device), visibility=visibility)
-        return args
+    def _joined_args(self, jobs: list[RenderJob]) -> RenderArgs | SimccArgs:
+        """The jobs' samples in one batch on the device: every per-sample field (keypoints,
+        visibility, per-element sigmas) concatenated along B."""
+        return concatenate_render_args([job.args for job in jobs]).to(self.device)
+
+    def _simcc(self, args: SimccArgs, job: RenderJob) -> tuple[list[np.ndarray], np.ndarray]:
+        """The x and y labels in the wire dtype on the host, and the weights."""
+        labels = simcc_from_args(args)
+        outputs = [_host(self._labels_to_wire(labels.x_labels, job)),
+                   _host(self._labels_to_wire(labels.y_labels, job))]
+        return outputs, _host(labels.weights)
+
+    def _labels_to_wire(self, labels: torch.Tensor, job: RenderJob) -> torch.Tensor:
+        """float32 labels as the wire stores them (the service refuses fixed point above 1)."""
+        if job.wire.scale is not None:
+            scaled = torch.round(labels * job.wire.scale)
+            return scaled.to(_FIXED_POINT_STORAGE[job.wire.storage])
+        return labels.to(torch_dtype(job.wire.render_as))
 
     def _dense(
         self, args: RenderArgs, job: RenderJob, users: int
@@ -162,7 +161,7 @@ class DeviceRenderer:
         try:
             for start in range(0, max(batch, 1), step):
                 rows = slice(start, start + step)
-                part = _batch_slice(args, rows)
+                part = args.take(rows)
                 if self._copy_stream is None:
                     weights.append(self._piece_on_cpu(part, job, host[rows]))
                 else:

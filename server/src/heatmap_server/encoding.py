@@ -47,15 +47,23 @@ def encode_payload(codec: Codec, arrays: list[np.ndarray], chunk_bytes: int) -> 
 
 
 def slabs(codec: Codec, arrays: list[np.ndarray], workers: int) -> list[np.ndarray] | None:
-    """The dense tensor cut into at most ``workers`` slabs of at least ``MIN_SLAB_BYTES``, one
-    zstd frame each; None when a single frame is the better choice."""
-    if codec.name != "zstd" or len(arrays) != 1 or workers < 2:
+    """The arrays (the dense tensor, or SimCC's x then y labels) cut in order into about
+    ``workers`` slabs of at least ``MIN_SLAB_BYTES``, one zstd frame each; None when a single
+    frame is the better choice."""
+    if codec.name != "zstd" or workers < 2:
         return None
-    flat = arrays[0].reshape(-1)
-    count = min(workers, flat.nbytes // MIN_SLAB_BYTES)
+    total = sum(array.nbytes for array in arrays)
+    count = min(workers, total // MIN_SLAB_BYTES)
     if count < 2:
         return None
-    return np.array_split(flat, count)
+    parts = []
+    for array in arrays:
+        if array.size == 0:
+            continue
+        # Each array gets its share of the slabs, so that the frames are of similar sizes.
+        share = max(1, min(round(count * array.nbytes / total), array.nbytes // MIN_SLAB_BYTES))
+        parts.extend(np.array_split(array.reshape(-1), share))
+    return parts
 
 
 async def encode_reply(

@@ -9,7 +9,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from heatmap.v1 import heatmap_pb2 as pb
-from heatmap_client.wire import FIELDS_OF_ARGUMENT, ArgumentError
+from heatmap_client.wire import FIELDS_OF_ARGUMENT, TARGETS, ArgumentError
 
 from .render import RenderArgumentError
 
@@ -18,9 +18,15 @@ __all__ = ["RequestError", "field_of_argument", "invalid"]
 
 def field_of_argument(argument: str, request: pb.RenderRequest | None = None) -> str:
     """The request field a renderer argument travels in (``size`` -> ``height``); ``sigma``
-    given per keypoint travels in ``sigmas``."""
-    if argument == "sigma" and request is not None and len(request.sigmas):
-        return "sigmas"
+    travels in ``sigmas`` per keypoint, ``sigma_map`` per batch, ``simcc.sigma_x`` (and
+    ``sigma_y``) for SimCC labels."""
+    if argument == "sigma" and request is not None:
+        if TARGETS.name(request.target) == "simcc":
+            return "simcc.sigma_x"
+        if request.HasField("sigma_map"):
+            return "sigma_map"
+        if len(request.sigmas):
+            return "sigmas"
     fields = FIELDS_OF_ARGUMENT.get(argument)
     return fields[0] if fields else argument
 

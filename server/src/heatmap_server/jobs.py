@@ -10,7 +10,7 @@ import numpy as np
 from heatmap_client.wire import Codec, WireDType
 
 from .buffers import Lease
-from .render import RenderArgs
+from .render import RenderArgs, SimccArgs
 
 __all__ = ["RenderJob", "Rendered"]
 
@@ -21,10 +21,10 @@ class RenderJob:
 
     ``args`` carries the render dtype (``wire.render_as``); ``wire`` is the storage on the wire
     (fixed point renders in float32 and is quantised); a ``codec.separable`` job renders profiles
-    only.
+    only; a job of :class:`SimccArgs` renders SimCC labels (float32, converted to ``wire``).
     """
 
-    args: RenderArgs
+    args: RenderArgs | SimccArgs
     wire: WireDType
     codec: Codec
     request_id: int
@@ -35,14 +35,15 @@ class RenderJob:
         return self.codec.separable
 
     @property
+    def simcc(self) -> bool:
+        return isinstance(self.args, SimccArgs)
+
+    @property
     def key(self) -> tuple:
-        """Jobs with equal keys can be rendered as one batch (concatenated along B)."""
-        args = self.args
-        _, instances, keypoints, _ = args.keypoints.shape
-        return (
-            args.size, args.sigmas, args.method, args.coords, args.input_size, args.dtype,
-            args.has_instances, instances, keypoints, self.wire.name, self.separable,
-        )
+        """Jobs with equal keys can be rendered as one batch (concatenated along B): the
+        renderer's coalescing key (per-element sigmas concatenate along B with the keypoints)
+        and the wire's."""
+        return (type(self.args).__name__, self.args.coalescing_key, self.wire.name, self.separable)
 
     @property
     def keypoint_count(self) -> int:

@@ -14,15 +14,26 @@ import grpc
 import torch
 
 from heatmap.v1 import heatmap_pb2 as pb
-from heatmap_client.wire import reply_chunks, tensor_from_array
+from heatmap_client.wire import TARGETS, reply_chunks, tensor_from_array
 
 from .batching import Batcher, BatcherClosed, QueueFull
 from .encoding import encode_reply
 from .errors import RequestError
-from .jobs import RenderJob
+from .jobs import Rendered, RenderJob
 from .metrics import Metrics
 
 __all__ = ["ReplyMaker"]
+
+
+def _shapes(job: RenderJob, rendered: Rendered) -> dict:
+    """The header's shape fields: heatmaps ``[B, K, H, W]``, or SimCC's x then y label shapes."""
+    if job.simcc:
+        x_labels, y_labels = rendered.arrays
+        return dict(
+            shape=x_labels.shape, y_labels_shape=y_labels.shape, target=TARGETS.proto("simcc")
+        )
+    args = job.args
+    return dict(shape=[args.batch, args.num_keypoints, *args.size])
 
 
 class ReplyMaker:
@@ -73,9 +84,8 @@ class ReplyMaker:
             rendered.release()
         encoded = time.perf_counter()
         payload_bytes = sum(len(piece) for piece in pieces)
-        args = job.args
         header = pb.TensorHeader(
-            shape=[args.batch, args.num_keypoints, *args.size],
+            **_shapes(job, rendered),
             dtype=job.wire.proto,
             codec=job.codec.proto,
             payload_bytes=payload_bytes,

@@ -7,6 +7,7 @@ the device.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import grpc
@@ -18,14 +19,19 @@ from heatmap_client.wire import (
     COORDINATE_SPACES,
     DTYPES,
     METHODS,
+    SMOOTHINGS,
+    TARGETS,
     ArgumentError,
+    Codec,
+    WireDType,
+    array_from_double_tensor,
     array_from_tensor,
 )
 
 from .device import torch_dtype
 from .errors import RequestError, invalid
 from .jobs import RenderJob
-from .render import RenderArgumentError, check_render_args
+from .render import RenderArgumentError, SimccArgs, check_render_args, check_simcc_args
 
 __all__ = ["ServiceLimits", "UndecodableRequest", "job_from_request", "parser"]
 
@@ -98,26 +104,8 @@ def _check_work(keypoints_shape: tuple[int, ...], request: pb.RenderRequest, lim
             )
 
 
-def job_from_request(
-    request: pb.RenderRequest | UndecodableRequest, limits: ServiceLimits, arrived: float
-) -> RenderJob:
-    """Checks every field of ``request`` and converts it to a render job.
-
-    Raises:
-        RequestError: naming the field, INVALID_ARGUMENT or RESOURCE_EXHAUSTED.
-    """
-    if isinstance(request, UndecodableRequest):
-        raise invalid("request", f"not a heatmap.v1.RenderRequest ({request.error})")
-    method = _name(METHODS, request.method, METHODS.field)
-    coords = _name(COORDINATE_SPACES, request.coordinate_space, COORDINATE_SPACES.field)
-    wire = _known(DTYPES, request.dtype, "dtype")
-    codec = _known(CODECS, request.codec, "codec")
-    for field in ("height", "width"):
-        side = getattr(request, field)
-        if side <= 0:
-            raise invalid(field, f"must be > 0, got {side}")
-        if side > limits.max_side:
-            raise invalid(field, f"{side} exceeds the server's largest side ({limits.max_side})")
+def _tensors(request: pb.RenderRequest):
+    """The keypoints and visibility (or None) as float32 arrays."""
     if not request.HasField("keypoints"):
         raise invalid("keypoints", "required")
     try:
@@ -129,11 +117,52 @@ def job_from_request(
         )
     except ArgumentError as error:
         raise RequestError.from_argument_error(error, request) from None
-    if keypoints.ndim in (3, 4):
-        _check_work(keypoints.shape, request, limits)
+    return keypoints, visibility
+
+
+def _sigma(request: pb.RenderRequest):
+    """``sigma``, ``sigmas`` or ``sigma_map``: exactly one of them."""
+    if request.HasField("sigma_map"):
+        if request.sigma or request.sigmas:
+            raise invalid("sigma_map", "give one of sigma, sigmas or sigma_map")
+        try:
+            return array_from_double_tensor(request.sigma_map, "sigma")
+        except ArgumentError as error:
+            raise RequestError.from_argument_error(error, request) from None
     if request.sigmas and request.sigma:
         raise invalid("sigmas", "give either sigma or sigmas, not both")
-    sigma = list(request.sigmas) if request.sigmas else request.sigma
+    return list(request.sigmas) if request.sigmas else request.sigma
+
+
+def job_from_request(
+    request: pb.RenderRequest | UndecodableRequest, limits: ServiceLimits, arrived: float
+) -> RenderJob:
+    """Checks every field of ``request`` and converts it to a render job.
+
+    Raises:
+        RequestError: naming the field, INVALID_ARGUMENT or RESOURCE_EXHAUSTED.
+    """
+    if isinstance(request, UndecodableRequest):
+        raise invalid("request", f"not a heatmap.v1.RenderRequest ({request.error})")
+    target = _name(TARGETS, request.target, TARGETS.field)
+    wire = _known(DTYPES, request.dtype, "dtype")
+    codec = _known(CODECS, request.codec, "codec")
+    if target == "simcc":
+        return _simcc_job(request, wire, codec, limits, arrived)
+    if request.HasField("simcc"):
+        raise invalid("simcc", "only used with target simcc")
+    method = _name(METHODS, request.method, METHODS.field)
+    coords = _name(COORDINATE_SPACES, request.coordinate_space, COORDINATE_SPACES.field)
+    for field in ("height", "width"):
+        side = getattr(request, field)
+        if side <= 0:
+            raise invalid(field, f"must be > 0, got {side}")
+        if side > limits.max_side:
+            raise invalid(field, f"{side} exceeds the server's largest side ({limits.max_side})")
+    keypoints, visibility = _tensors(request)
+    if keypoints.ndim in (3, 4):
+        _check_work(keypoints.shape, request, limits)
+    sigma = _sigma(request)
     input_size = None
     if coords == "pixel" or request.input_height or request.input_width:
         input_size = (request.input_height, request.input_width)
@@ -150,6 +179,93 @@ def job_from_request(
         )
     except RenderArgumentError as error:
         raise RequestError.from_argument_error(error, request) from None
+    return RenderJob(
+        args=args, wire=wire, codec=codec, request_id=request.request_id, arrived=arrived
+    )
+
+
+# Fields a SimCC request does not use: refused rather than ignored.
+_NOT_FOR_SIMCC = ("height", "width", "sigma", "method", "coordinate_space")
+
+
+def _check_simcc_fields(request: pb.RenderRequest, codec: Codec, limits: ServiceLimits) -> str:
+    """Checks what the renderer cannot see (unused fields, codec, label lengths); returns the
+    smoothing's name."""
+    for field in _NOT_FOR_SIMCC:
+        if getattr(request, field):
+            raise invalid(field, "not used with target simcc (see simcc and input_size)")
+    if request.sigmas or request.HasField("sigma_map"):
+        field = "sigmas" if request.sigmas else "sigma_map"
+        raise invalid(field, "not used with target simcc (see simcc.sigma_x, sigma_y)")
+    if not request.HasField("simcc"):
+        raise invalid("simcc", "required with target simcc")
+    if codec.separable:
+        raise invalid("codec", "SimCC labels travel as zstd or none")
+    params = request.simcc
+    smoothing = _name(SMOOTHINGS, params.smoothing, SMOOTHINGS.field)
+    for field in ("split_ratio", "sigma_x", "sigma_y"):
+        value = getattr(params, field)
+        if not (math.isfinite(value) and value > 0):
+            raise invalid(f"simcc.{field}", f"must be a finite number > 0, got {value!r}")
+    # Bounded here, before the renderer multiplies them out: the labels' lengths are its sides.
+    for side in (request.input_height, request.input_width):
+        length = side * params.split_ratio  # finite: a huge one fails the first test
+        if side > 0 and (length > limits.max_side + 1 or round(length) > limits.max_side):
+            raise invalid(
+                "simcc.split_ratio",
+                f"{params.split_ratio!r} x input side {side} gives labels longer than the "
+                f"server's largest side ({limits.max_side})",
+            )
+    return smoothing
+
+
+def _check_simcc_work(args: SimccArgs, wire: WireDType, limits: ServiceLimits) -> None:
+    batch, instances, keypoint_count, _ = args.keypoints.shape
+    if instances > limits.max_instances and batch * keypoint_count > 0:
+        raise RequestError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "keypoints",
+            f"{instances} instances per sample exceed the limit of {limits.max_instances}",
+        )
+    elements = batch * instances * keypoint_count * sum(args.label_size)
+    if elements > limits.max_output_elements:
+        raise RequestError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "keypoints",
+            f"output of {elements} elements (B*N*K*(Wx+Hy)) exceeds the limit of "
+            f"{limits.max_output_elements}",
+        )
+    normalized = args.smoothing == "gaussian" and args.normalize
+    peak = 1 / (min(args.sigma) * math.sqrt(2 * math.pi)) if normalized else 1.0
+    if wire.scale is not None and peak > 1:
+        # Fixed point holds [0, 1]: a larger peak would be clipped or wrap.
+        raise invalid(
+            "dtype", f"{wire.name} holds values up to 1; these labels peak at {peak:.6g}"
+        )
+
+
+def _simcc_job(
+    request: pb.RenderRequest, wire: WireDType, codec: Codec, limits: ServiceLimits,
+    arrived: float,
+) -> RenderJob:
+    """A SimCC (``target="simcc"``) request as a render job of :class:`SimccArgs`."""
+    smoothing = _check_simcc_fields(request, codec, limits)
+    keypoints, visibility = _tensors(request)
+    params = request.simcc
+    try:
+        args = check_simcc_args(
+            keypoints,
+            (request.input_height, request.input_width),
+            (params.sigma_x, params.sigma_y),
+            split_ratio=params.split_ratio,
+            smoothing=smoothing,
+            label_smooth_weight=params.label_smooth_weight,
+            normalize=params.normalize,
+            visibility=visibility,
+        )
+    except RenderArgumentError as error:
+        raise RequestError.from_argument_error(error, request) from None
+    _check_simcc_work(args, wire, limits)
     return RenderJob(
         args=args, wire=wire, codec=codec, request_id=request.request_id, arrived=arrived
     )

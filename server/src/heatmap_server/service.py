@@ -20,7 +20,7 @@ import torch
 
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
-from heatmap_client.wire import CODECS, COORDINATE_SPACES, DTYPES, METHODS
+from heatmap_client.wire import CODECS, COORDINATE_SPACES, DTYPES, METHODS, SMOOTHINGS, TARGETS
 
 from . import __version__
 from .batching import Batcher
@@ -175,6 +175,8 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                 max_side=limits.max_side,
                 max_instances=limits.max_instances,
             ),
+            targets=TARGETS.protos,
+            smoothings=SMOOTHINGS.protos,
         )
 
 

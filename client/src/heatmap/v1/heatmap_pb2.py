@@ -14,37 +14,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18heatmap/v1/heatmap.proto\x12\nheatmap.v1\"%\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xfa\x02\n\rRenderRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12%\n\tkeypoints\x18\x02 \x01(\x0b\x32\x12.heatmap.v1.Tensor\x12&\n\nvisibility\x18\x03 \x01(\x0b\x32\x12.heatmap.v1.Tensor\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05width\x18\x05 \x01(\x05\x12\r\n\x05sigma\x18\x06 \x01(\x01\x12\x0e\n\x06sigmas\x18\x07 \x03(\x01\x12\"\n\x06method\x18\x08 \x01(\x0e\x32\x12.heatmap.v1.Method\x12\x35\n\x10\x63oordinate_space\x18\t \x01(\x0e\x32\x1b.heatmap.v1.CoordinateSpace\x12\x14\n\x0cinput_height\x18\n \x01(\x05\x12\x13\n\x0binput_width\x18\x0b \x01(\x05\x12 \n\x05\x64type\x18\x0c \x01(\x0e\x32\x11.heatmap.v1.DType\x12 \n\x05\x63odec\x18\r \x01(\x0e\x32\x11.heatmap.v1.Codec\"\xd0\x01\n\x0cTensorHeader\x12\r\n\x05shape\x18\x01 \x03(\x03\x12 \n\x05\x64type\x18\x02 \x01(\x0e\x32\x11.heatmap.v1.DType\x12 \n\x05\x63odec\x18\x03 \x01(\x0e\x32\x11.heatmap.v1.Codec\x12\x15\n\rpayload_bytes\x18\x04 \x01(\x04\x12\x15\n\rdecoded_bytes\x18\x05 \x01(\x04\x12\x11\n\tinstances\x18\x06 \x01(\x03\x12\x1a\n\rpayload_crc32\x18\x07 \x01(\rH\x00\x88\x01\x01\x42\x10\n\x0e_payload_crc32\"o\n\x07Timings\x12\x10\n\x08queue_us\x18\x01 \x01(\x04\x12\x11\n\trender_us\x18\x02 \x01(\x04\x12\x11\n\tencode_us\x18\x03 \x01(\x04\x12\x10\n\x08total_us\x18\x04 \x01(\x04\x12\x1a\n\x12\x63oalesced_requests\x18\x05 \x01(\r\"\xb2\x01\n\x0bRenderChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12(\n\x06header\x18\x02 \x01(\x0b\x32\x18.heatmap.v1.TensorHeader\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12#\n\x07weights\x18\x04 \x01(\x0b\x32\x12.heatmap.v1.Tensor\x12$\n\x07timings\x18\x05 \x01(\x0b\x32\x13.heatmap.v1.Timings\x12\x0c\n\x04last\x18\x06 \x01(\x08\"\x16\n\x14GetServerInfoRequest\"~\n\x06Limits\x12\x1b\n\x13max_output_elements\x18\x01 \x01(\x04\x12\x19\n\x11max_request_bytes\x18\x02 \x01(\x04\x12\x13\n\x0b\x63hunk_bytes\x18\x03 \x01(\x04\x12\x10\n\x08max_side\x18\x04 \x01(\x05\x12\x15\n\rmax_instances\x18\x05 \x01(\x05\"\x8b\x02\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x15\n\rtorch_version\x18\x03 \x01(\t\x12#\n\x07methods\x18\x04 \x03(\x0e\x32\x12.heatmap.v1.Method\x12!\n\x06\x63odecs\x18\x05 \x03(\x0e\x32\x11.heatmap.v1.Codec\x12!\n\x06\x64types\x18\x06 \x03(\x0e\x32\x11.heatmap.v1.DType\x12\x36\n\x11\x63oordinate_spaces\x18\x07 \x03(\x0e\x32\x1b.heatmap.v1.CoordinateSpace\x12\"\n\x06limits\x18\x08 \x01(\x0b\x32\x12.heatmap.v1.Limits*c\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMETHOD_SEED\x10\x01\x12\x0f\n\x0bMETHOD_MSRA\x10\x02\x12\x0e\n\nMETHOD_UDP\x10\x03\x12\x0f\n\x0bMETHOD_DARK\x10\x04*\x8e\x01\n\x0f\x43oordinateSpace\x12 \n\x1c\x43OORDINATE_SPACE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43OORDINATE_SPACE_HEATMAP\x10\x01\x12\x1a\n\x16\x43OORDINATE_SPACE_PIXEL\x10\x02\x12\x1f\n\x1b\x43OORDINATE_SPACE_NORMALIZED\x10\x03*{\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT16\x10\x02\x12\x12\n\x0e\x44TYPE_BFLOAT16\x10\x03\x12\x10\n\x0c\x44TYPE_UINT16\x10\x04\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x05*S\n\x05\x43odec\x12\x15\n\x11\x43ODEC_UNSPECIFIED\x10\x00\x12\x0e\n\nCODEC_ZSTD\x10\x01\x12\x0e\n\nCODEC_NONE\x10\x02\x12\x13\n\x0f\x43ODEC_SEPARABLE\x10\x03\x32\xe4\x01\n\x0fHeatmapRenderer\x12>\n\x06Render\x12\x19.heatmap.v1.RenderRequest\x1a\x17.heatmap.v1.RenderChunk0\x01\x12\x46\n\x0cRenderStream\x12\x19.heatmap.v1.RenderRequest\x1a\x17.heatmap.v1.RenderChunk(\x01\x30\x01\x12I\n\rGetServerInfo\x12 .heatmap.v1.GetServerInfoRequest\x1a\x16.heatmap.v1.ServerInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18heatmap/v1/heatmap.proto\x12\nheatmap.v1\"%\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"+\n\x0c\x44oubleTensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xa2\x01\n\x0fSimccParameters\x12\x13\n\x0bsplit_ratio\x18\x01 \x01(\x01\x12(\n\tsmoothing\x18\x02 \x01(\x0e\x32\x15.heatmap.v1.Smoothing\x12\x1b\n\x13label_smooth_weight\x18\x03 \x01(\x01\x12\x11\n\tnormalize\x18\x04 \x01(\x08\x12\x0f\n\x07sigma_x\x18\x05 \x01(\x01\x12\x0f\n\x07sigma_y\x18\x06 \x01(\x01\"\xf7\x03\n\rRenderRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12%\n\tkeypoints\x18\x02 \x01(\x0b\x32\x12.heatmap.v1.Tensor\x12&\n\nvisibility\x18\x03 \x01(\x0b\x32\x12.heatmap.v1.Tensor\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05width\x18\x05 \x01(\x05\x12\r\n\x05sigma\x18\x06 \x01(\x01\x12\x0e\n\x06sigmas\x18\x07 \x03(\x01\x12+\n\tsigma_map\x18\x10 \x01(\x0b\x32\x18.heatmap.v1.DoubleTensor\x12\"\n\x06method\x18\x08 \x01(\x0e\x32\x12.heatmap.v1.Method\x12\x35\n\x10\x63oordinate_space\x18\t \x01(\x0e\x32\x1b.heatmap.v1.CoordinateSpace\x12\x14\n\x0cinput_height\x18\n \x01(\x05\x12\x13\n\x0binput_width\x18\x0b \x01(\x05\x12 \n\x05\x64type\x18\x0c \x01(\x0e\x32\x11.heatmap.v1.DType\x12 \n\x05\x63odec\x18\r \x01(\x0e\x32\x11.heatmap.v1.Codec\x12\"\n\x06target\x18\x0e \x01(\x0e\x32\x12.heatmap.v1.Target\x12*\n\x05simcc\x18\x0f \x01(\x0b\x32\x1b.heatmap.v1.SimccParameters\"\x8c\x02\n\x0cTensorHeader\x12\r\n\x05shape\x18\x01 \x03(\x03\x12 \n\x05\x64type\x18\x02 \x01(\x0e\x32\x11.heatmap.v1.DType\x12 \n\x05\x63odec\x18\x03 \x01(\x0e\x32\x11.heatmap.v1.Codec\x12\x15\n\rpayload_bytes\x18\x04 \x01(\x04\x12\x15\n\rdecoded_bytes\x18\x05 \x01(\x04\x12\x11\n\tinstances\x18\x06 \x01(\x03\x12\x1a\n\rpayload_crc32\x18\x07 \x01(\rH\x00\x88\x01\x01\x12\"\n\x06target\x18\x08 \x01(\x0e\x32\x12.heatmap.v1.Target\x12\x16\n\x0ey_labels_shape\x18\t \x03(\x03\x42\x10\n\x0e_payload_crc32\"o\n\x07Timings\x12\x10\n\x08queue_us\x18\x01 \x01(\x04\x12\x11\n\trender_us\x18\x02 \x01(\x04\x12\x11\n\tencode_us\x18\x03 \x01(\x04\x12\x10\n\x08total_us\x18\x04 \x01(\x04\x12\x1a\n\x12\x63oalesced_requests\x18\x05 \x01(\r\"\xb2\x01\n\x0bRenderChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12(\n\x06header\x18\x02 \x01(\x0b\x32\x18.heatmap.v1.TensorHeader\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12#\n\x07weights\x18\x04 \x01(\x0b\x32\x12.heatmap.v1.Tensor\x12$\n\x07timings\x18\x05 \x01(\x0b\x32\x13.heatmap.v1.Timings\x12\x0c\n\x04last\x18\x06 \x01(\x08\"\x16\n\x14GetServerInfoRequest\"~\n\x06Limits\x12\x1b\n\x13max_output_elements\x18\x01 \x01(\x04\x12\x19\n\x11max_request_bytes\x18\x02 \x01(\x04\x12\x13\n\x0b\x63hunk_bytes\x18\x03 \x01(\x04\x12\x10\n\x08max_side\x18\x04 \x01(\x05\x12\x15\n\rmax_instances\x18\x05 \x01(\x05\"\xdb\x02\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x15\n\rtorch_version\x18\x03 \x01(\t\x12#\n\x07methods\x18\x04 \x03(\x0e\x32\x12.heatmap.v1.Method\x12!\n\x06\x63odecs\x18\x05 \x03(\x0e\x32\x11.heatmap.v1.Codec\x12!\n\x06\x64types\x18\x06 \x03(\x0e\x32\x11.heatmap.v1.DType\x12\x36\n\x11\x63oordinate_spaces\x18\x07 \x03(\x0e\x32\x1b.heatmap.v1.CoordinateSpace\x12\"\n\x06limits\x18\x08 \x01(\x0b\x32\x12.heatmap.v1.Limits\x12#\n\x07targets\x18\t \x03(\x0e\x32\x12.heatmap.v1.Target\x12)\n\nsmoothings\x18\n \x03(\x0e\x32\x15.heatmap.v1.Smoothing*c\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMETHOD_SEED\x10\x01\x12\x0f\n\x0bMETHOD_MSRA\x10\x02\x12\x0e\n\nMETHOD_UDP\x10\x03\x12\x0f\n\x0bMETHOD_DARK\x10\x04*\x8e\x01\n\x0f\x43oordinateSpace\x12 \n\x1c\x43OORDINATE_SPACE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43OORDINATE_SPACE_HEATMAP\x10\x01\x12\x1a\n\x16\x43OORDINATE_SPACE_PIXEL\x10\x02\x12\x1f\n\x1b\x43OORDINATE_SPACE_NORMALIZED\x10\x03*{\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT16\x10\x02\x12\x12\n\x0e\x44TYPE_BFLOAT16\x10\x03\x12\x10\n\x0c\x44TYPE_UINT16\x10\x04\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x05*S\n\x05\x43odec\x12\x15\n\x11\x43ODEC_UNSPECIFIED\x10\x00\x12\x0e\n\nCODEC_ZSTD\x10\x01\x12\x0e\n\nCODEC_NONE\x10\x02\x12\x13\n\x0f\x43ODEC_SEPARABLE\x10\x03*F\n\x06Target\x12\x16\n\x12TARGET_UNSPECIFIED\x10\x00\x12\x12\n\x0eTARGET_HEATMAP\x10\x01\x12\x10\n\x0cTARGET_SIMCC\x10\x02*V\n\tSmoothing\x12\x19\n\x15SMOOTHING_UNSPECIFIED\x10\x00\x12\x16\n\x12SMOOTHING_GAUSSIAN\x10\x01\x12\x16\n\x12SMOOTHING_STANDARD\x10\x02\x32\xe4\x01\n\x0fHeatmapRenderer\x12>\n\x06Render\x12\x19.heatmap.v1.RenderRequest\x1a\x17.heatmap.v1.RenderChunk0\x01\x12\x46\n\x0cRenderStream\x12\x19.heatmap.v1.RenderRequest\x1a\x17.heatmap.v1.RenderChunk(\x01\x30\x01\x12I\n\rGetServerInfo\x12 .heatmap.v1.GetServerInfoRequest\x1a\x16.heatmap.v1.ServerInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'heatmap.v1.heatmap_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METHOD']._serialized_start=1387
-  _globals['_METHOD']._serialized_end=1486
-  _globals['_COORDINATESPACE']._serialized_start=1489
-  _globals['_COORDINATESPACE']._serialized_end=1631
-  _globals['_DTYPE']._serialized_start=1633
-  _globals['_DTYPE']._serialized_end=1756
-  _globals['_CODEC']._serialized_start=1758
-  _globals['_CODEC']._serialized_end=1841
+  _globals['_METHOD']._serialized_start=1862
+  _globals['_METHOD']._serialized_end=1961
+  _globals['_COORDINATESPACE']._serialized_start=1964
+  _globals['_COORDINATESPACE']._serialized_end=2106
+  _globals['_DTYPE']._serialized_start=2108
+  _globals['_DTYPE']._serialized_end=2231
+  _globals['_CODEC']._serialized_start=2233
+  _globals['_CODEC']._serialized_end=2316
+  _globals['_TARGET']._serialized_start=2318
+  _globals['_TARGET']._serialized_end=2388
+  _globals['_SMOOTHING']._serialized_start=2390
+  _globals['_SMOOTHING']._serialized_end=2476
   _globals['_TENSOR']._serialized_start=40
   _globals['_TENSOR']._serialized_end=77
-  _globals['_RENDERREQUEST']._serialized_start=80
-  _globals['_RENDERREQUEST']._serialized_end=458
-  _globals['_TENSORHEADER']._serialized_start=461
-  _globals['_TENSORHEADER']._serialized_end=669
-  _globals['_TIMINGS']._serialized_start=671
-  _globals['_TIMINGS']._serialized_end=782
-  _globals['_RENDERCHUNK']._serialized_start=785
-  _globals['_RENDERCHUNK']._serialized_end=963
-  _globals['_GETSERVERINFOREQUEST']._serialized_start=965
-  _globals['_GETSERVERINFOREQUEST']._serialized_end=987
-  _globals['_LIMITS']._serialized_start=989
-  _globals['_LIMITS']._serialized_end=1115
-  _globals['_SERVERINFO']._serialized_start=1118
-  _globals['_SERVERINFO']._serialized_end=1385
-  _globals['_HEATMAPRENDERER']._serialized_start=1844
-  _globals['_HEATMAPRENDERER']._serialized_end=2072
+  _globals['_DOUBLETENSOR']._serialized_start=79
+  _globals['_DOUBLETENSOR']._serialized_end=122
+  _globals['_SIMCCPARAMETERS']._serialized_start=125
+  _globals['_SIMCCPARAMETERS']._serialized_end=287
+  _globals['_RENDERREQUEST']._serialized_start=290
+  _globals['_RENDERREQUEST']._serialized_end=793
+  _globals['_TENSORHEADER']._serialized_start=796
+  _globals['_TENSORHEADER']._serialized_end=1064
+  _globals['_TIMINGS']._serialized_start=1066
+  _globals['_TIMINGS']._serialized_end=1177
+  _globals['_RENDERCHUNK']._serialized_start=1180
+  _globals['_RENDERCHUNK']._serialized_end=1358
+  _globals['_GETSERVERINFOREQUEST']._serialized_start=1360
+  _globals['_GETSERVERINFOREQUEST']._serialized_end=1382
+  _globals['_LIMITS']._serialized_start=1384
+  _globals['_LIMITS']._serialized_end=1510
+  _globals['_SERVERINFO']._serialized_start=1513
+  _globals['_SERVERINFO']._serialized_end=1860
+  _globals['_HEATMAPRENDERER']._serialized_start=2479
+  _globals['_HEATMAPRENDERER']._serialized_end=2707
 # @@protoc_insertion_point(module_scope)

@@ -23,8 +23,15 @@ from .framing import (
     reply_chunks,
 )
 from .replies import PendingReply, profiles_from_chunks, result_from_chunks
-from .requests import build_request
-from .tensors import FLOAT32_LE, array_from_tensor, tensor_from_array
+from .requests import build_request, build_simcc_request
+from .tensors import (
+    FLOAT32_LE,
+    FLOAT64_LE,
+    array_from_double_tensor,
+    array_from_tensor,
+    double_tensor_from_array,
+    tensor_from_array,
+)
 from .vocabulary import (
     ARGUMENT_OF_FIELD,
     CODEC_NAMES,
@@ -32,6 +39,8 @@ from .vocabulary import (
     DTYPE_NAMES,
     FIELDS_OF_ARGUMENT,
     METHODS,
+    SMOOTHINGS,
+    TARGETS,
     ArgumentError,
     EnumTable,
 )
@@ -49,18 +58,24 @@ __all__ = [
     "EnumTable",
     "FIELDS_OF_ARGUMENT",
     "FLOAT32_LE",
+    "FLOAT64_LE",
     "FramingError",
     "METHODS",
     "PendingReply",
     "Reply",
     "ReplyReader",
+    "SMOOTHINGS",
+    "TARGETS",
     "WireDType",
+    "array_from_double_tensor",
     "array_from_tensor",
     "build_request",
+    "build_simcc_request",
     "codec_by_name",
     "collect_reply",
     "compressed_bound",
     "dequantize",
+    "double_tensor_from_array",
     "dtype_by_name",
     "payload_crc32",
     "profiles_from_chunks",

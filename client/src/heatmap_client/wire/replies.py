@@ -1,7 +1,7 @@
 """Replies in: one reply's chunks checked against its request and decoded into a result.
 
-A reply must be the one its request asked for (shape, dtype, codec, instances, weights' shape,
-request id), so a header that lies consistently cannot pass off a wrong tensor, and the payload
+A reply must be the one its request asked for (target, shapes, dtype, codec, instances, weights'
+shape, request id), so a header that lies consistently cannot pass off a wrong tensor, and the payload
 may never exceed what that request can need. Decoding writes straight into a preallocated array
 (or the caller's ``out``).
 """
@@ -17,11 +17,12 @@ import numpy as np
 from heatmap.v1 import heatmap_pb2 as pb
 
 from .._errors import HeatmapError
-from ..results import ProfilesResult, RenderResult, Timings
+from ..results import ProfilesResult, RenderResult, SimccResult, Timings
 from .codecs import CODECS, Codec, CodecError, payload_crc32, rebuild_dense
 from .dtypes import DTYPES, WireDType, dequantize, quantize
 from .framing import FramingError, Reply, ReplyReader, compressed_bound
 from .tensors import FLOAT32_LE, array_from_tensor
+from .vocabulary import TARGETS
 
 __all__ = ["PendingReply", "profiles_from_chunks", "result_from_chunks"]
 
@@ -35,31 +36,45 @@ class _Expected:
 
     def __init__(self, request: pb.RenderRequest):
         keypoints = tuple(request.keypoints.shape)
-        if len(keypoints) not in (3, 4) or request.dtype not in DTYPES or request.codec not in CODECS:
+        self.target = TARGETS.name(request.target)
+        if (
+            len(keypoints) not in (3, 4) or request.dtype not in DTYPES
+            or request.codec not in CODECS or self.target is None
+        ):
             raise _data_loss("reply: to a request the server should refuse")
         self.codec: Codec = CODECS[request.codec]
         self.wire: WireDType = DTYPES[request.dtype]
         batch, count = keypoints[0], keypoints[-2]
         self.instances = keypoints[1] if len(keypoints) == 4 else 1
-        self.shape = (batch, count, request.height, request.width)
         self.weights = list(keypoints[:-1])
         self.request_id = request.request_id
-        if self.codec.separable:
+        self.y_shape: tuple[int, ...] = ()
+        if self.simcc:
+            self.shape, self.y_shape = _label_shapes(request)
+            decoded = (math.prod(self.shape) + math.prod(self.y_shape)) * self.wire.itemsize
+        elif self.codec.separable:
+            self.shape = (batch, count, request.height, request.width)
             decoded = batch * self.instances * count * (request.height + request.width) * 4
         else:
+            self.shape = (batch, count, request.height, request.width)
             decoded = math.prod(self.shape) * self.wire.itemsize
         self.decoded_bytes = decoded
         self.max_payload = compressed_bound(decoded) if self.codec.checksummed else decoded
 
+    @property
+    def simcc(self) -> bool:
+        return self.target == "simcc"
+
     def check(self, reply: Reply) -> None:
         header, last = reply.header, reply.last
         expected = dict(
-            shape=list(self.shape), dtype=self.wire.proto, codec=self.codec.proto,
-            instances=self.instances, weights=self.weights, request_id=self.request_id,
-            decoded_bytes=self.decoded_bytes,
+            target=self.target, shape=list(self.shape), y_labels_shape=list(self.y_shape),
+            dtype=self.wire.proto, codec=self.codec.proto, instances=self.instances,
+            weights=self.weights, request_id=self.request_id, decoded_bytes=self.decoded_bytes,
         )
         got = dict(
-            shape=list(header.shape), dtype=header.dtype, codec=header.codec,
+            target=TARGETS.name(header.target), shape=list(header.shape),
+            y_labels_shape=list(header.y_labels_shape), dtype=header.dtype, codec=header.codec,
             instances=header.instances, weights=list(last.weights.shape),
             request_id=last.request_id, decoded_bytes=header.decoded_bytes,
         )
@@ -67,6 +82,17 @@ class _Expected:
         if wrong:
             details = ", ".join(f"{name} {got[name]} (asked {expected[name]})" for name in wrong)
             raise _data_loss(f"reply: does not match the request: {details}")
+
+
+def _label_shapes(request: pb.RenderRequest) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The x and y label shapes a SimCC request asks for (lengths half to even, as mmpose)."""
+    ratio = request.simcc.split_ratio
+    if request.codec not in CODECS or CODECS[request.codec].separable or not 0 < ratio < math.inf:
+        raise _data_loss("reply: to a request the server should refuse")
+    lead = tuple(request.keypoints.shape)[:-1]
+    width = round(request.input_width * ratio)
+    height = round(request.input_height * ratio)
+    return (*lead, width), (*lead, height)
 
 
 def _check_payload(reply: Reply, expected: _Expected) -> None:
@@ -120,6 +146,16 @@ def _profiles(reply: Reply, expected: _Expected) -> tuple[np.ndarray, np.ndarray
     return rows, cols
 
 
+def _labels(reply: Reply, expected: _Expected) -> tuple[np.ndarray, np.ndarray]:
+    """The x and y labels as float32, decoded from one payload (x's bytes, then y's)."""
+    wire = expected.wire
+    labels = [_empty(expected.shape, wire.storage), _empty(expected.y_shape, wire.storage)]
+    expected.codec.decode(reply.pieces, labels)
+    if wire.name == "float32":
+        return labels[0], labels[1]
+    return dequantize(labels[0], wire), dequantize(labels[1], wire)
+
+
 def _dense(
     reply: Reply, expected: _Expected, keep_dtype: bool, out: np.ndarray | None
 ) -> np.ndarray:
@@ -155,7 +191,9 @@ class PendingReply:
     Args:
         request: what was asked; the reply must match it and is bounded by it.
         profiles: return the ``separable`` profiles as a :class:`ProfilesResult`.
-        keep_dtype, out: as :meth:`HeatmapClient.render`.
+        keep_dtype, out: as :meth:`HeatmapClient.render` (heatmaps only).
+
+    A SimCC (``target="simcc"``) request's reply is a :class:`SimccResult`.
     """
 
     def __init__(
@@ -170,12 +208,14 @@ class PendingReply:
         self._expected = _Expected(request)
         if profiles and not self._expected.codec.separable:
             raise ValueError("request: profiles travel with codec 'separable'")
+        if self._expected.simcc and (keep_dtype or out is not None):
+            raise ValueError("request: SimCC labels come as float32, without keep_dtype or out")
         self._reader = ReplyReader(self._expected.max_payload)
         self._profiles = profiles
         self._keep_dtype = keep_dtype
         self._out = out
 
-    def feed(self, chunk: pb.RenderChunk) -> RenderResult | ProfilesResult | None:
+    def feed(self, chunk: pb.RenderChunk) -> RenderResult | ProfilesResult | SimccResult | None:
         """Takes the next chunk; returns the result once ``chunk`` is the reply's last.
 
         Raises:
@@ -192,6 +232,13 @@ class PendingReply:
         _check_payload(reply, expected)
         weights = _weights(reply)
         try:
+            if expected.simcc:
+                x_labels, y_labels = _labels(reply, expected)
+                return SimccResult(
+                    x_labels=x_labels, y_labels=y_labels, weights=weights,
+                    dtype=expected.wire.name, timings=_timings(reply),
+                    wire_bytes=reply.payload_bytes, request_id=reply.last.request_id,
+                )
             if self._profiles:
                 rows, cols = _profiles(reply, expected)
                 return ProfilesResult(

@@ -19,6 +19,8 @@ __all__ = [
     "DTYPE_NAMES",
     "FIELDS_OF_ARGUMENT",
     "METHODS",
+    "SMOOTHINGS",
+    "TARGETS",
     "ArgumentError",
     "EnumTable",
 ]
@@ -107,6 +109,18 @@ DTYPE_NAMES = EnumTable(
     },
     default="float32",
 )
+TARGETS = EnumTable(
+    "target",
+    "target",
+    {"heatmap": pb.TARGET_HEATMAP, "simcc": pb.TARGET_SIMCC},
+    default="heatmap",
+)
+SMOOTHINGS = EnumTable(
+    "smoothing",
+    "simcc.smoothing",
+    {"gaussian": pb.SMOOTHING_GAUSSIAN, "standard": pb.SMOOTHING_STANDARD},
+    default="gaussian",
+)
 CODEC_NAMES = EnumTable(
     "codec",
     "codec",
@@ -121,11 +135,16 @@ FIELDS_OF_ARGUMENT: dict[str, tuple[str, ...]] = {
     "visibility": ("visibility",),
     "size": ("height", "width"),
     "input_size": ("input_height", "input_width"),
-    "sigma": ("sigma", "sigmas"),
+    "sigma": ("sigma", "sigmas", "sigma_map", "simcc.sigma_x", "simcc.sigma_y"),
     METHODS.argument: (METHODS.field,),
     COORDINATE_SPACES.argument: (COORDINATE_SPACES.field,),
     DTYPE_NAMES.argument: (DTYPE_NAMES.field,),
     CODEC_NAMES.argument: (CODEC_NAMES.field,),
+    TARGETS.argument: (TARGETS.field,),
+    "split_ratio": ("simcc.split_ratio",),
+    SMOOTHINGS.argument: (SMOOTHINGS.field,),
+    "label_smooth_weight": ("simcc.label_smooth_weight",),
+    "normalize": ("simcc.normalize",),
 }
 ARGUMENT_OF_FIELD: dict[str, str] = {
     field: argument for argument, names in FIELDS_OF_ARGUMENT.items() for field in names

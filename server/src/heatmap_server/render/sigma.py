@@ -118,7 +118,9 @@ def check_sigma(
     if not has_instances:
         full = full.unsqueeze(1)
     if full.numel() == 0:
-        return SigmaSpec((float(tensor.reshape(-1)[0]),) if tensor.numel() else (), None)
+        # Nothing is drawn (B, N or K is 0), so any one shared value renders the same; an empty
+        # array (a (0, K) sigma for B = 0) has none of its own, and () would mean none for K > 0.
+        return SigmaSpec((float(tensor.reshape(-1)[0]),) if tensor.numel() else (1.0,), None)
     first = full[:1, :1]
     if bool((full == first).all()):
         values = first.reshape(-1)
