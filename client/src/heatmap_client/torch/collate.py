@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from heatmap_client import HeatmapClient, RenderOptions
+from heatmap_client import ArgumentError, HeatmapClient, RenderOptions
+from heatmap_client.options import SimccOptions
 
 from .local import LocalRenderer
 from .separable import SeparableHeatmaps
@@ -54,6 +55,9 @@ DEFAULT_TIMEOUT_S = 30.0
 Key = str | int
 LOCAL = "local"
 OUTPUTS = ("dense", "separable")
+TARGETS = ("heatmap", "simcc")
+# mmpose's own batch names for SimCC targets (RTMPose's loss reads them).
+SIMCC_KEYS = ("keypoint_x_labels", "keypoint_y_labels", "keypoint_weights")
 # Dense dtypes a SeparableHeatmaps can expand into: the float32 product rounded once.
 _SEPARABLE_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -67,11 +71,14 @@ class HeatmapCollate:
             ``output="separable"``), a target (``host:port``, ``dns:///name:port``,
             ``ipv4:a:p,b:p``) to make a client for, or ``"local"`` for the in-process renderer
             (needs the ``heatmap-server`` package).
-        size: ``(H, W)`` of the heatmaps.
-        sigma: a scalar, or one value per keypoint ``(K,)``, in heatmap pixels.
+        size: ``(H, W)`` of the heatmaps (mmpose configs write ``heatmap_size=(W, H)``); not
+            used with ``target="simcc"``.
+        sigma: a scalar, or one value per keypoint ``(K,)``, in heatmap pixels; with
+            ``target="simcc"`` a number or ``(sigma_x, sigma_y)`` in label bins (mmpose's order).
         method: ``seed``, ``msra`` (default), ``udp`` or ``dark``.
         coords: ``heatmap`` (default), ``pixel`` (with ``input_size``) or ``normalized``.
-        input_size: ``(H_in, W_in)`` of the network input, for ``coords="pixel"``.
+        input_size: ``(H_in, W_in)`` of the network input, for ``coords="pixel"`` and for
+            ``target="simcc"`` (mmpose configs write ``input_size=(W, H)``).
         keypoints_key: where the keypoints are in a sample: a dict key, or an index for tuples.
         visibility_key: where the visibility is (None: no visibility; a missing dict key is the
             same). A keypoint is drawn when its visibility is at least 0.5.
@@ -85,6 +92,11 @@ class HeatmapCollate:
         keep_dtype: keep the wire dtype in the tensors instead of float32.
         output: ``dense`` (default): ``(B, K, H, W)`` tensors in the batch; ``separable``: a
             :class:`SeparableHeatmaps` of shape ``(B, K, H, W)`` holding only the profiles.
+        target: ``heatmap`` (default) or ``simcc``: mmpose's ``SimCCLabel`` (RTMPose), keypoints
+            in input pixels, added under mmpose's batch names ``keypoint_x_labels``
+            ``(B, K, Wx)``, ``keypoint_y_labels`` ``(B, K, Hy)`` and ``keypoint_weights``.
+        split_ratio, smoothing, label_smooth_weight, normalize: the SimCC options (see
+            :class:`~heatmap_client.options.SimccOptions`).
         timeout: deadline in seconds for each batch's call (None: the client's own; 30 s for a
             client made from a target).
         collate_fn: collates the samples before rendering (default: torch's ``default_collate``).
@@ -94,7 +106,7 @@ class HeatmapCollate:
         self,
         client_or_target: HeatmapClient | str | Any,
         *,
-        size: tuple[int, int],
+        size: tuple[int, int] | None = None,
         sigma: float | Sequence[float],
         method: str = "msra",
         coords: str = "heatmap",
@@ -109,14 +121,40 @@ class HeatmapCollate:
         timeout: float | None = None,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         output: str = "dense",
+        target: str = "heatmap",
+        split_ratio: float = 2.0,
+        smoothing: str = "gaussian",
+        label_smooth_weight: float = 0.0,
+        normalize: bool = True,
     ):
         if output not in OUTPUTS:
             raise ValueError(f"output: expected one of {', '.join(OUTPUTS)}, got {output!r}")
+        if target not in TARGETS:
+            raise ArgumentError("target", f"expected one of {', '.join(TARGETS)}, got {target!r}")
+        if sigma is None:
+            raise ArgumentError("sigma", "required: a number, or one per keypoint")
         # Checked here, at construction, so that a bad option fails before the first batch.
-        self.options = RenderOptions(
-            size=size, sigma=sigma, method=method, coords=coords, input_size=input_size,
-            dtype=dtype, codec=codec,
-        )
+        self.target = target
+        self.options: RenderOptions | None = None
+        self.simcc: SimccOptions | None = None
+        if target == "simcc":
+            if output != "dense":
+                raise ArgumentError("output", "SimCC labels are 1D already: use output='dense'")
+            if input_size is None:
+                raise ArgumentError("input_size", "required with target='simcc': (H_in, W_in)")
+            self.simcc = SimccOptions(
+                input_size=input_size, sigma=sigma, split_ratio=split_ratio, smoothing=smoothing,
+                label_smooth_weight=label_smooth_weight, normalize=normalize, dtype=dtype,
+                codec=codec,
+            )
+            weights_key = SIMCC_KEYS[2] if weights_key == "heatmap_weights" else weights_key
+        else:
+            if size is None:
+                raise ArgumentError("size", "required: (H, W) of the heatmaps")
+            self.options = RenderOptions(
+                size=size, sigma=sigma, method=method, coords=coords, input_size=input_size,
+                dtype=dtype, codec=codec,
+            )
         if output == "separable":
             _check_separable_options(dtype, codec, keep_dtype)
         if isinstance(client_or_target, str) and client_or_target == LOCAL:
@@ -129,6 +167,12 @@ class HeatmapCollate:
             raise TypeError(
                 "client_or_target: expected a HeatmapClient, an object with render(), or a target "
                 f"string, got {type(client_or_target).__name__}"
+            )
+        needs = "render_simcc" if target == "simcc" else "render"
+        if not callable(getattr(client_or_target, needs, None)):
+            raise TypeError(
+                f"client_or_target: target={target!r} needs {needs}(), which "
+                f"{type(client_or_target).__name__} does not have"
             )
         if output == "separable" and not callable(getattr(client_or_target, "render_profiles",
                                                           None)):
@@ -147,7 +191,8 @@ class HeatmapCollate:
         self.collate_fn = default_collate if collate_fn is None else collate_fn
 
     def __repr__(self) -> str:
-        return f"HeatmapCollate({self.client!r}, output={self.output!r}, {self.options!r})"
+        options = self.simcc if self.target == "simcc" else self.options
+        return f"HeatmapCollate({self.client!r}, output={self.output!r}, {options!r})"
 
     def __call__(self, samples: list[Any]) -> Any:
         """Collates ``samples`` and adds the batch's heatmaps ``(B, K, H, W)`` and weights."""
@@ -218,6 +263,8 @@ class HeatmapCollate:
             visibility = self._lookup(batch, self.visibility_key, "visibility_key", False)
             if visibility is not None:
                 visibility = _to_numpy(visibility)
+        if self.target == "simcc":
+            return self._render_simcc(keypoints, visibility)
         if self.output == "separable":
             return self._render_profiles(keypoints, visibility)
         result = self.client.render(
@@ -240,11 +287,24 @@ class HeatmapCollate:
                                      dtype=self.options.dtype)
         return heatmaps, torch.as_tensor(result.weights)
 
+    def _render_simcc(
+        self, keypoints: np.ndarray, visibility: np.ndarray | None
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        result = self.client.render_simcc(
+            keypoints, visibility=visibility, timeout=self.timeout, **self.simcc.as_kwargs()
+        )
+        labels = (torch.as_tensor(result.x_labels), torch.as_tensor(result.y_labels))
+        return labels, torch.as_tensor(result.weights)
+
     def _attach(self, batch: Any, rendered: tuple[Any, torch.Tensor]) -> Any:
-        heatmaps, weights = rendered
+        targets, weights = rendered
+        if self.target == "simcc":
+            names, values = SIMCC_KEYS[:2], targets
+        else:
+            names, values = (self.heatmaps_key,), (targets,)
         if isinstance(batch, Mapping):
-            return {**batch, self.heatmaps_key: heatmaps, self.weights_key: weights}
-        return (*batch, heatmaps, weights)
+            return {**batch, **dict(zip(names, values)), self.weights_key: weights}
+        return (*batch, *values, weights)
 
 
 def _check_separable_options(dtype: str, codec: str, keep_dtype: bool) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..options import RenderOptions
+from ..options import RenderOptions, SimccOptions, split_sigma
 from ..wire.dtypes import dequantize, dtype_by_name, quantize
 
 __all__ = ["LocalRenderer", "LocalResult"]
@@ -47,6 +47,8 @@ class LocalResult:
     heatmaps: torch.Tensor | None = None
     rows: torch.Tensor | None = None
     cols: torch.Tensor | None = None
+    x_labels: torch.Tensor | None = None
+    y_labels: torch.Tensor | None = None
 
     def to_torch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(heatmaps, weights)``, as ``RenderResult.to_torch`` gives them."""
@@ -88,7 +90,7 @@ class LocalRenderer:
         travels. ``dtype`` is rounded to as the wire would round it.
         """
         del timeout
-        RenderOptions(size=size, sigma=sigma, method=method, coords=coords,
+        RenderOptions(size=size, sigma=split_sigma(sigma)[0], method=method, coords=coords,
                       input_size=input_size, dtype=dtype, codec=codec)
         wire = dtype_by_name(dtype)
         render = _renderer()
@@ -120,10 +122,44 @@ class LocalRenderer:
     ) -> LocalResult:
         """The profiles ``rows (B, N, K, H)`` and ``cols (B, N, K, W)`` and the weights."""
         del timeout
-        RenderOptions(size=size, sigma=sigma, method=method, coords=coords,
+        RenderOptions(size=size, sigma=split_sigma(sigma)[0], method=method, coords=coords,
                       input_size=input_size)
         profiles = _renderer().render_profiles(
             keypoints, size, sigma, method=method, coords=coords, input_size=input_size,
             visibility=visibility,
         )
         return LocalResult(weights=profiles.weights, rows=profiles.rows, cols=profiles.cols)
+
+    def render_simcc(
+        self,
+        keypoints: Any,
+        input_size: tuple[int, int],
+        sigma: Any,
+        *,
+        split_ratio: float = 2.0,
+        smoothing: str = "gaussian",
+        label_smooth_weight: float = 0.0,
+        normalize: bool = True,
+        visibility: Any = None,
+        dtype: str = "float32",
+        codec: str = "zstd",
+        timeout: float | None = None,
+    ) -> LocalResult:
+        """SimCC labels ``x_labels (B, [N,] K, Wx)``, ``y_labels (B, [N,] K, Hy)`` and weights,
+        float32 as :meth:`HeatmapClient.render_simcc` returns them for ``dtype="float32"``."""
+        del timeout
+        options = SimccOptions(
+            input_size=input_size, sigma=sigma, split_ratio=split_ratio, smoothing=smoothing,
+            label_smooth_weight=label_smooth_weight, normalize=normalize, dtype=dtype,
+            codec=codec,
+        )
+        if options.dtype != "float32":
+            raise ValueError(f"dtype: the local renderer gives float32 labels, got {dtype!r}")
+        labels = _renderer().render_simcc(
+            keypoints, options.input_size, options.sigma, split_ratio=options.split_ratio,
+            smoothing=options.smoothing, label_smooth_weight=options.label_smooth_weight,
+            normalize=options.normalize, visibility=visibility,
+        )
+        return LocalResult(
+            weights=labels.weights, x_labels=labels.x_labels, y_labels=labels.y_labels
+        )
