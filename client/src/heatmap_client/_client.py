@@ -36,7 +36,7 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult]):
     Args (keyword-only after ``target``, shared with :class:`AsyncHeatmapClient`):
         target: ``host:port``, ``dns:///name:port`` or ``ipv4:a:p,b:p``.
         timeout: default deadline in seconds for each call (60; None: no deadline). A
-            ``render_many`` stream is bounded only by its own ``timeout`` argument.
+            ``render_many`` stream is bounded by its own ``timeout`` and ``idle_timeout``.
         token: bearer token sent as ``authorization: Bearer <token>``.
         tls_ca, tls_cert, tls_key: PEM files; any of them switches to TLS (cert+key: mutual TLS).
     """
