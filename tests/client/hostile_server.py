@@ -33,6 +33,7 @@ MODES = {
     "stall": "the whole payload, then silence: never a last chunk",
     "silent": "nothing at all, the call left open",
     "one-then-silent": "a correct reply to the first request, then silence (no status)",
+    "quits": "ends the call with OK, Render without a reply, RenderStream after the first",
 }
 
 
@@ -68,9 +69,14 @@ def _payload_chunks(request: pb.RenderRequest, announced: int, last: bool):
         yield chunk
 
 
-async def _reply(mode: str, request: pb.RenderRequest, first: bool):
+async def _reply(mode: str, request: pb.RenderRequest, first: bool, streaming: bool):
     """The chunks ``mode`` answers ``request`` with (an async generator that may never end)."""
     true = _true_payload(request)
+    if mode == "quits":
+        if first and streaming:
+            for chunk in _payload_chunks(request, true, last=True):
+                yield chunk
+        return
     if mode == "silent" or (mode == "one-then-silent" and not first):
         await asyncio.sleep(SILENCE_S)
         return
@@ -105,7 +111,7 @@ def _mode(context: grpc.aio.ServicerContext) -> str:
 
 async def render(request: pb.RenderRequest, context: grpc.aio.ServicerContext):
     mode = _mode(context)
-    async for chunk in _reply(mode, request, first=True):
+    async for chunk in _reply(mode, request, first=True, streaming=False):
         yield chunk
     if mode == "one-then-silent":
         await asyncio.sleep(SILENCE_S)  # the reply, but never the call's status
@@ -115,8 +121,10 @@ async def render_stream(requests, context: grpc.aio.ServicerContext):
     mode = _mode(context)
     first = True
     async for request in requests:
-        async for chunk in _reply(mode, request, first):
+        async for chunk in _reply(mode, request, first, streaming=True):
             yield chunk
+        if mode == "quits":
+            return
         first = False
 
 

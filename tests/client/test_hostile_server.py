@@ -1,6 +1,7 @@
 """A server that never ends its replies cannot hold a client: every path (sync and async
 ``render``, sync and async ``render_many``) ends in DATA_LOSS or DEADLINE_EXCEEDED, soon, and
-holds no more than the reply its request can need.
+holds no more than the reply its request can need; nor can one that ends early pass off fewer
+replies than were asked for.
 
 The server is real (tests/client/hostile_server.py, a grpc.aio server on 127.0.0.1:0 in a child
 process, so this process's memory is the client's alone); the bearer token picks its misbehaviour.
@@ -42,6 +43,7 @@ EXPECTED = {
     "stall": grpc.StatusCode.DEADLINE_EXCEEDED,
     "silent": grpc.StatusCode.DEADLINE_EXCEEDED,
     "one-then-silent": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "quits": grpc.StatusCode.DATA_LOSS,
 }
 
 

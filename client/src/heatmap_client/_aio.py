@@ -20,7 +20,7 @@ from ._errors import HeatmapError
 from ._idle import DEFAULT_IDLE_TIMEOUT_S, IdleClock
 from ._render_api import RenderCalls
 from .results import ProfilesResult, RenderResult
-from .wire.replies import PendingReply
+from .wire.replies import PendingReply, unanswered
 
 __all__ = ["AsyncHeatmapClient"]
 
@@ -102,9 +102,13 @@ class AsyncHeatmapClient(
                 pending.popleft()
                 slots.release()
                 yield result
+            if pending:
+                raise unanswered(pending)
             await writing
             if writer.request_error is not None:
                 raise writer.request_error
+            if not writer.all_sent:
+                raise unanswered(pending)
         except grpc.RpcError as error:
             raise await ended.error(error, writer.lost_write) from None
         finally:

@@ -34,6 +34,7 @@ class RequestWriter:
     A request that cannot be built ends the writing side (so the stream completes after the
     replies before it) and is kept in ``request_error`` for the caller. A write that fails
     because the call has ended sets ``lost_write``: the call's status says what went wrong.
+    ``all_sent`` tells a stream the server ended early (with OK) from one that was complete.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class RequestWriter:
         self._clock = clock
         self.request_error: Exception | None = None
         self.lost_write = False
+        self.all_sent = False  # every request up to the end, or up to a bad one, and the close
 
     async def run(self) -> None:
         call = self._call
@@ -69,6 +71,7 @@ class RequestWriter:
                 await call.write(reply.request)
             if not call.done():
                 await call.done_writing()
+                self.all_sent = True
         except (grpc.RpcError, asyncio.InvalidStateError):
             self.lost_write = True
 

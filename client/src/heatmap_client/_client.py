@@ -25,7 +25,7 @@ from ._errors import HeatmapError
 from ._idle import DEFAULT_IDLE_TIMEOUT_S, IdleClock, watch_from_thread
 from ._render_api import RenderCalls, pending_from_item
 from .results import ProfilesResult, RenderResult
-from .wire.replies import PendingReply
+from .wire.replies import PendingReply, unanswered
 
 __all__ = ["HeatmapClient"]
 
@@ -137,6 +137,7 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult]):
         # gRPC consumes the request iterator on its own thread: a bad request is kept here and
         # re-raised to the caller once the replies before it have been delivered.
         request_errors: list[Exception] = []
+        all_sent = threading.Event()
 
         def outgoing() -> Iterator[pb.RenderRequest]:
             for request_id, item in enumerate(requests):
@@ -152,6 +153,7 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult]):
                     pending.append(reply)
                 clock.sent()
                 yield reply.request
+            all_sent.set()
 
         stub = pb_grpc.HeatmapRendererStub(self._open())
         call = stub.RenderStream(outgoing(), timeout=timeout, metadata=metadata(self._token))
@@ -180,6 +182,8 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult]):
                 yield result
             if request_errors:
                 raise request_errors[0]
+            if pending or not all_sent.is_set():
+                raise unanswered(pending)
         except grpc.RpcError as error:
             if clock.ran_out:
                 raise clock.error() from None
