@@ -94,7 +94,7 @@ async def next_chunk(chunks: AsyncIterator[Any], clock: IdleClock) -> Any:
     read = asyncio.ensure_future(anext(chunks, None))
     try:
         while True:
-            done, _ = await asyncio.wait((read,), timeout=max(clock.remaining(), 0.0))
+            done, _ = await asyncio.wait((read,), timeout=clock.next_check())
             if done:
                 return read.result()
             if clock.check():

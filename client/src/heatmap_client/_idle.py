@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_IDLE_TIMEOUT_S", "IdleClock", "watch_from_thread"]
 # that has stopped, not a slow one.
 DEFAULT_IDLE_TIMEOUT_S = 60.0
 
-# The watching thread never sleeps less than this, so a clock about to run out costs no spinning.
+# A watcher never sleeps less than this, so a clock about to run out costs no spinning.
 _MIN_SLEEP_S = 0.01
 
 
@@ -75,6 +75,12 @@ class IdleClock:
             return self.limit
         return self.limit - (time.monotonic() - self._since)
 
+    def next_check(self) -> float:
+        """Seconds to sleep before the next :meth:`check`: when it would run out, but at most a
+        quarter of ``limit``, so that a wait (or a request) that starts meanwhile is caught at
+        most that late."""
+        return min(max(self.remaining(), _MIN_SLEEP_S), self.limit / 4)
+
     def check(self) -> bool:
         """Whether the clock has run out; once it has, it stays so."""
         if not self.ran_out and self.remaining() <= 0:
@@ -93,12 +99,13 @@ def watch_from_thread(
     clock: IdleClock, finished: threading.Event, cancel: Callable[[], object]
 ) -> threading.Thread | None:
     """Calls ``cancel`` (the blocking call's) once ``clock`` runs out, unless ``finished`` is
-    set first; one thread per stream, asleep but for once per ``limit``. None without a limit."""
+    set first; one thread per stream, asleep but for four times per ``limit``. None without a
+    limit."""
     if clock.limit is None:
         return None
 
     def watch() -> None:
-        while not finished.wait(max(clock.remaining(), _MIN_SLEEP_S)):
+        while not finished.wait(clock.next_check()):
             if clock.check():
                 cancel()
                 return
