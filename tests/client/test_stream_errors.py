@@ -121,3 +121,31 @@ def test_a_slow_request_iterator_is_not_idle(live_server):
 
     with HeatmapClient(live_server.target, timeout=30) as client:
         assert len(list(client.render_many(slowly(), idle_timeout=IDLE_S))) == 2
+
+
+class LoaderBroke(RuntimeError):
+    pass
+
+
+def _breaking_items():
+    yield GOOD
+    yield GOOD
+    raise LoaderBroke("the caller's own iterator failed")
+
+
+def test_an_error_of_the_callers_iterator_reaches_the_caller_after_earlier_replies(live_server):
+    received = []
+    with HeatmapClient(live_server.target, timeout=30) as client:
+        with pytest.raises(LoaderBroke):
+            for result in client.render_many(_breaking_items()):
+                received.append(result)
+    assert len(received) == 2
+
+    async def scenario():
+        async with AsyncHeatmapClient(live_server.target, timeout=30) as client:
+            async for result in client.render_many(_breaking_items()):
+                received.append(result)
+
+    with pytest.raises(LoaderBroke):
+        asyncio.run(scenario())
+    assert len(received) == 4

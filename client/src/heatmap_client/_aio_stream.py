@@ -31,8 +31,9 @@ _STATUS_WAIT_S = 2.0
 class RequestWriter:
     """Writes a stream's requests as its window allows, and none once the call is done.
 
-    A request that cannot be built ends the writing side (so the stream completes after the
-    replies before it) and is kept in ``request_error`` for the caller. A write that fails
+    A request that cannot be built, or an error of the caller's iterator, ends the writing side
+    (so the stream completes after the replies before it) and is kept in ``request_error`` for
+    the caller. A write that fails
     because the call has ended sets ``lost_write``: the call's status says what went wrong.
     ``all_sent`` tells a stream the server ended early (with OK) from one that was complete.
     """
@@ -56,11 +57,15 @@ class RequestWriter:
 
     async def run(self) -> None:
         call = self._call
+        items = enumerate(self._requests)
         try:
-            for request_id, item in enumerate(self._requests):
+            while True:
                 try:
+                    request_id, item = next(items)
                     reply = pending_from_item(item, request_id)
-                except Exception as error:  # noqa: BLE001 - raised to the caller later
+                except StopIteration:
+                    break
+                except Exception as error:  # noqa: BLE001 - the caller's, raised to it later
                     self.request_error = error
                     break
                 await self._slots.acquire()

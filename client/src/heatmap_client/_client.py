@@ -140,10 +140,15 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult]):
         all_sent = threading.Event()
 
         def outgoing() -> Iterator[pb.RenderRequest]:
-            for request_id, item in enumerate(requests):
+            items = enumerate(requests)
+            while True:
                 try:
+                    request_id, item = next(items)
                     reply = pending_from_item(item, request_id)
+                except StopIteration:
+                    break
                 except Exception as error:  # noqa: BLE001 - re-raised in the caller's thread
+                    # The caller's iterator's errors too: gRPC would only log them and cancel.
                     request_errors.append(error)
                     return
                 while not slots.acquire(timeout=0.1):
