@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from typing import Any
 
@@ -13,11 +14,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 
+from ._aio_stream import EndStatus, RequestWriter, next_chunk
 from ._channel import ChannelSettings, channel_options, metadata
 from ._errors import HeatmapError
-from ._render_api import RenderCalls, pending_from_item
+from ._idle import DEFAULT_IDLE_TIMEOUT_S, IdleClock
+from ._render_api import RenderCalls
 from .results import ProfilesResult, RenderResult, SimccResult
-from .wire.replies import PendingReply
+from .wire.replies import PendingReply, unanswered
 
 __all__ = ["AsyncHeatmapClient"]
 
@@ -74,31 +77,23 @@ class AsyncHeatmapClient(
         *,
         window: int = 4,
         timeout: float | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
     ) -> AsyncIterator[RenderResult]:
-        """Pipelines batches over one ``RenderStream`` with at most ``window`` in flight; items
-        and ``timeout`` as :meth:`HeatmapClient.render_many`."""
+        """Pipelines batches over one ``RenderStream`` with at most ``window`` in flight; items,
+        ``timeout``, ``idle_timeout`` and errors as :meth:`HeatmapClient.render_many`."""
         if window < 1:
             raise ValueError(f"window: must be >= 1, got {window}")
         slots = asyncio.Semaphore(window)
-        pending: list[PendingReply] = []
+        pending: deque[PendingReply] = deque()
+        clock = IdleClock(idle_timeout, owed=lambda: bool(pending))
         stub = pb_grpc.HeatmapRendererStub(self._open())
         call = stub.RenderStream(timeout=timeout, metadata=metadata(self._token))
-
-        async def write() -> None:
-            # A request that cannot be built ends the writing side (so the stream completes
-            # after the replies before it) and is raised to the caller once those are delivered.
-            try:
-                for request_id, item in enumerate(requests):
-                    reply = pending_from_item(item, request_id)
-                    await slots.acquire()
-                    pending.append(reply)
-                    await call.write(reply.request)
-            finally:
-                await call.done_writing()
-
-        writer = asyncio.ensure_future(write())
+        ended = EndStatus(call)
+        writer = RequestWriter(call, requests, slots, pending, clock)
+        writing = asyncio.ensure_future(writer.run())
+        chunks = aiter(call)
         try:
-            async for chunk in call:
+            while (chunk := await next_chunk(chunks, clock)) is not None:
                 if not pending:
                     raise HeatmapError(
                         grpc.StatusCode.DATA_LOSS, "reply: a chunk for no request in flight"
@@ -106,14 +101,20 @@ class AsyncHeatmapClient(
                 result = pending[0].feed(chunk)
                 if result is None:
                     continue
-                pending.pop(0)
+                pending.popleft()
                 slots.release()
                 yield result
-            await writer
+            if pending:
+                raise unanswered(pending)
+            await writing
+            if writer.request_error is not None:
+                raise writer.request_error
+            if not writer.all_sent:
+                raise unanswered(pending)
         except grpc.RpcError as error:
-            raise HeatmapError.from_rpc_error(error) from None
+            raise await ended.error(error, writer.lost_write) from None
         finally:
-            writer.cancel()
+            writing.cancel()
             call.cancel()
 
     async def info(self, timeout: float | None = None) -> pb.ServerInfo:

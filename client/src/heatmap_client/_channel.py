@@ -39,7 +39,8 @@ SERVICE_CONFIG = {
 }
 
 # Every call gets a deadline unless the caller asks for none: a stalled server must not hang a
-# data loader forever. render_many's stream spans many batches, so only an explicit one bounds it.
+# data loader forever. render_many's stream spans many batches: an explicit deadline bounds it
+# whole, and its idle deadline (heatmap_client._idle) each wait for the server.
 DEFAULT_TIMEOUT_S = 60.0
 
 # Replies arrive in chunks of at most 1 MiB plus the weights; requests can be larger than the

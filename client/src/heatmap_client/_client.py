@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -21,9 +22,10 @@ from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 
 from ._channel import ChannelSettings, channel_options, check_fork_support, metadata
 from ._errors import HeatmapError
+from ._idle import DEFAULT_IDLE_TIMEOUT_S, IdleClock, watch_from_thread
 from ._render_api import RenderCalls, pending_from_item
 from .results import ProfilesResult, RenderResult, SimccResult
-from .wire.replies import PendingReply
+from .wire.replies import PendingReply, unanswered
 
 __all__ = ["HeatmapClient"]
 
@@ -34,7 +36,7 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult, S
     Args (keyword-only after ``target``, shared with :class:`AsyncHeatmapClient`):
         target: ``host:port``, ``dns:///name:port`` or ``ipv4:a:p,b:p``.
         timeout: default deadline in seconds for each call (60; None: no deadline). A
-            ``render_many`` stream is bounded only by its own ``timeout`` argument.
+            ``render_many`` stream is bounded by its own ``timeout`` and ``idle_timeout``.
         token: bearer token sent as ``authorization: Bearer <token>``.
         tls_ca, tls_cert, tls_key: PEM files; any of them switches to TLS (cert+key: mutual TLS).
     """
@@ -107,6 +109,7 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult, S
         *,
         window: int = 4,
         timeout: float | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
     ) -> Iterator[RenderResult]:
         """Pipelines many batches over one ``RenderStream``; yields results in request order.
 
@@ -114,23 +117,38 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult, S
         optionally ``keep_dtype`` and ``out``). At most ``window`` requests are in flight, so the
         server renders and encodes the next batches while this process decodes the current one.
         ``timeout`` bounds the whole stream (None: no deadline; the client's per-call default does
-        not apply to a stream that may span an epoch).
+        not apply to a stream that may span an epoch). ``idle_timeout`` bounds each wait for a
+        chunk while a request is in flight (None: no bound); the time the caller spends between
+        results does not count.
+
+        Raises:
+            HeatmapError: the server's status; ``DATA_LOSS`` for a reply that is not the one asked
+                for or exceeds what it can need; ``DEADLINE_EXCEEDED`` past ``idle_timeout``.
+            ArgumentError: naming the argument of the first item that cannot be sent, after the
+                replies before it.
         """
         if window < 1:
             raise ValueError(f"window: must be >= 1, got {window}")
         slots = threading.Semaphore(window)
-        pending: list[PendingReply] = []
+        pending: deque[PendingReply] = deque()
+        clock = IdleClock(idle_timeout, owed=lambda: bool(pending))
         lock = threading.Lock()
         finished = threading.Event()
         # gRPC consumes the request iterator on its own thread: a bad request is kept here and
         # re-raised to the caller once the replies before it have been delivered.
         request_errors: list[Exception] = []
+        all_sent = threading.Event()
 
         def outgoing() -> Iterator[pb.RenderRequest]:
-            for request_id, item in enumerate(requests):
+            items = enumerate(requests)
+            while True:
                 try:
+                    request_id, item = next(items)
                     reply = pending_from_item(item, request_id)
+                except StopIteration:
+                    break
                 except Exception as error:  # noqa: BLE001 - re-raised in the caller's thread
+                    # The caller's iterator's errors too: gRPC would only log them and cancel.
                     request_errors.append(error)
                     return
                 while not slots.acquire(timeout=0.1):
@@ -138,14 +156,22 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult, S
                         return
                 with lock:
                     pending.append(reply)
+                clock.sent()
                 yield reply.request
+            all_sent.set()
 
         stub = pb_grpc.HeatmapRendererStub(self._open())
-        call = stub.RenderStream(
-            outgoing(), timeout=timeout, metadata=metadata(self._token)
-        )
+        call = stub.RenderStream(outgoing(), timeout=timeout, metadata=metadata(self._token))
+        watch_from_thread(clock, finished, call.cancel)
         try:
-            for chunk in call:
+            while True:
+                # One chunk at a time: what is held is the replies in flight, each within its
+                # bound, never the stream.
+                clock.reading()
+                chunk = next(call, None)
+                clock.paused()
+                if chunk is None:
+                    break
                 with lock:
                     if not pending:
                         raise HeatmapError(
@@ -156,12 +182,16 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult, S
                 if result is None:
                     continue
                 with lock:
-                    pending.pop(0)
+                    pending.popleft()
                 slots.release()
                 yield result
             if request_errors:
                 raise request_errors[0]
+            if pending or not all_sent.is_set():
+                raise unanswered(pending)
         except grpc.RpcError as error:
+            if clock.ran_out:
+                raise clock.error() from None
             raise HeatmapError.from_rpc_error(error) from None
         finally:
             finished.set()

@@ -58,6 +58,10 @@ def compressed_bound(decoded_bytes: int) -> int:
     return decoded_bytes + (decoded_bytes >> 7) + (64 << 10)
 
 
+# Pieces smaller than this are joined before they are kept (see ReplyReader).
+_JOIN_BELOW = 64 << 10
+
+
 @dataclass
 class Reply:
     """One reply's framing: its header, payload pieces in order and last chunk."""
@@ -74,22 +78,30 @@ class Reply:
 class ReplyReader:
     """Reads one reply chunk by chunk, from a blocking or an asyncio loop alike.
 
+    What it holds is bounded by ``max_payload_bytes`` plus a little: a header that announces more,
+    or chunks that deliver more than announced, fail at once, before more is read; every chunk
+    between the first and the last must carry payload, so a reply has at most
+    ``payload_bytes + 2`` chunks; and small pieces are joined, so that a payload sent a few bytes
+    at a time costs no more memory than one sent in whole chunks.
+
     Args:
-        max_payload_bytes: the most payload the request can need; a header that announces more,
-            or chunks that deliver more than announced, fail at once, before more is read.
+        max_payload_bytes: the most payload the request can need.
     """
 
     def __init__(self, max_payload_bytes: int):
         self.max_payload_bytes = max_payload_bytes
         self._header: pb.TensorHeader | None = None
         self._pieces: list[bytes] = []
+        self._small = bytearray()  # small pieces, joined until they make one of _JOIN_BELOW bytes
         self._received = 0
+        self._chunks = 0
 
     def feed(self, chunk: pb.RenderChunk) -> Reply | None:
         """Takes the next chunk; returns the whole :class:`Reply` once ``chunk`` is its last.
 
         Raises:
-            FramingError: a missing header, or a payload over either bound.
+            FramingError: a missing header, a payload over either bound, or a chunk between the
+                first and the last that carries no payload.
         """
         header = self._header
         if header is None:
@@ -101,12 +113,19 @@ class ReplyReader:
                     f"reply: header announces {header.payload_bytes} payload bytes, more than "
                     f"the {self.max_payload_bytes} the request can need"
                 )
-        self._received += len(chunk.data)
+        data = chunk.data
+        self._chunks += 1
+        if not data and not chunk.last and self._chunks > 1:
+            # Else a server could keep a reply open for ever with chunks that bring nothing.
+            raise FramingError(
+                f"reply: chunk {self._chunks - 1} carries no payload and is not the last"
+            )
+        self._received += len(data)
         if self._received > header.payload_bytes:
             raise FramingError(
                 f"reply: payload exceeds the {header.payload_bytes} bytes the header announced"
             )
-        self._pieces.append(chunk.data)
+        self._keep(data)
         if not chunk.last:
             return None
         if self._received != header.payload_bytes:
@@ -114,7 +133,24 @@ class ReplyReader:
                 f"reply: received {self._received} payload bytes, header announced "
                 f"{header.payload_bytes}"
             )
+        self._flush_small()
         return Reply(header, self._pieces, chunk)
+
+    def _keep(self, data: bytes) -> None:
+        if len(data) >= _JOIN_BELOW:
+            self._flush_small()
+            self._pieces.append(data)
+        elif data:
+            # A bytes object costs ~40 bytes beside its data: kept one per chunk, a payload sent
+            # a byte at a time would take 40x its size.
+            self._small += data
+            if len(self._small) >= _JOIN_BELOW:
+                self._flush_small()
+
+    def _flush_small(self) -> None:
+        if self._small:
+            self._pieces.append(bytes(self._small))
+            self._small = bytearray()
 
 
 def collect_reply(chunks: Iterable[pb.RenderChunk], max_payload_bytes: int) -> Reply:

@@ -9,7 +9,7 @@ may never exceed what that request can need. Decoding writes straight into a pre
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import grpc
 import numpy as np
@@ -24,7 +24,7 @@ from .framing import FramingError, Reply, ReplyReader, compressed_bound
 from .tensors import FLOAT32_LE, array_from_tensor
 from .vocabulary import TARGETS
 
-__all__ = ["PendingReply", "profiles_from_chunks", "result_from_chunks"]
+__all__ = ["PendingReply", "profiles_from_chunks", "result_from_chunks", "unanswered"]
 
 
 def _data_loss(message: str) -> HeatmapError:
@@ -253,6 +253,16 @@ class PendingReply:
             timings=_timings(reply), wire_bytes=reply.payload_bytes,
             request_id=reply.last.request_id,
         )
+
+
+def unanswered(pending: Sequence[PendingReply]) -> HeatmapError:
+    """``DATA_LOSS`` for a stream the server ended (with OK) before it answered every request:
+    ``pending`` are the requests sent and not answered."""
+    if pending:
+        return _data_loss(
+            f"reply: the stream ended before the reply to request {pending[0].request.request_id}"
+        )
+    return _data_loss("reply: the stream ended before every request was sent")
 
 
 def _read_all(chunks: Iterable[pb.RenderChunk], pending: PendingReply):

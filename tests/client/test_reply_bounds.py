@@ -1,0 +1,90 @@
+"""What one reply may make the client hold: its payload, never a stream of chunks without end.
+
+Chunks between the first and the last must carry payload (else a server could keep a reply open
+for ever), and a payload sent a few bytes at a time is joined as it comes (else each tiny piece
+would cost ~40 bytes of Python object beside its one byte of data).
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import grpc
+import numpy as np
+import pytest
+
+from heatmap.v1 import heatmap_pb2 as pb
+from heatmap_client import HeatmapError
+from heatmap_client.wire import ReplyReader, reply_chunks, result_from_chunks, tensor_from_array
+
+from probes import render_request
+
+BATCH, KEYPOINTS, HEIGHT, WIDTH = 2, 3, 40, 50
+PAYLOAD = BATCH * KEYPOINTS * HEIGHT * WIDTH * 4  # codec none, float32: 48 kB
+
+
+def _request() -> pb.RenderRequest:
+    return render_request(np.zeros((BATCH, KEYPOINTS, 2), np.float32), size=(HEIGHT, WIDTH),
+                          sigma=2.0, codec="none")
+
+
+def _chunks(piece_bytes: int) -> tuple[list[pb.RenderChunk], np.ndarray]:
+    heatmaps = np.random.default_rng(0).random((BATCH, KEYPOINTS, HEIGHT, WIDTH), np.float32)
+    payload = heatmaps.astype("<f4").tobytes()
+    pieces = [payload[start:start + piece_bytes] for start in range(0, len(payload), piece_bytes)]
+    header = pb.TensorHeader(shape=heatmaps.shape, dtype=pb.DTYPE_FLOAT32, codec=pb.CODEC_NONE,
+                             payload_bytes=PAYLOAD, decoded_bytes=PAYLOAD, instances=1)
+    weights = tensor_from_array(np.ones((BATCH, KEYPOINTS), np.float32), "weights")
+    return list(reply_chunks(0, header, pieces, weights, pb.Timings())), heatmaps
+
+
+def _empty(**fields) -> pb.RenderChunk:
+    return pb.RenderChunk(request_id=0, **fields)
+
+
+def test_a_chunk_without_payload_between_first_and_last_is_data_loss():
+    chunks, _ = _chunks(4096)
+    damaged = chunks[:2] + [_empty()] + chunks[2:]
+    with pytest.raises(HeatmapError, match="carries no payload") as caught:
+        result_from_chunks(iter(damaged), request=_request())
+    assert caught.value.code == grpc.StatusCode.DATA_LOSS
+
+
+def test_an_endless_run_of_empty_chunks_ends_at_the_first():
+    chunks, _ = _chunks(PAYLOAD)
+    first = pb.RenderChunk.FromString(chunks[0].SerializeToString())
+    first.last = False  # the whole payload, then empty chunks for ever
+    endless = iter([first] + [_empty()] * 10**6)
+    with pytest.raises(HeatmapError, match="carries no payload"):
+        result_from_chunks(endless, request=_request())
+    assert len(list(endless)) == 10**6 - 1  # it stopped at the first one
+
+
+def test_a_header_only_first_chunk_and_a_weights_only_last_chunk_are_fine():
+    chunks, heatmaps = _chunks(4096)
+    header, last = _empty(), _empty(last=True)
+    header.header.CopyFrom(chunks[0].header)
+    chunks[0].ClearField("header")
+    last.weights.CopyFrom(chunks[-1].weights)
+    chunks[-1].last = False
+    chunks[-1].ClearField("weights")
+    result = result_from_chunks(iter([header, *chunks, last]), request=_request())
+    np.testing.assert_array_equal(result.heatmaps, heatmaps)
+
+
+def test_a_payload_sent_a_byte_at_a_time_is_held_in_few_pieces():
+    chunks, heatmaps = _chunks(1)
+    assert len(chunks) == PAYLOAD
+    reader = ReplyReader(PAYLOAD)
+    tracemalloc.start()
+    try:
+        for chunk in chunks:
+            reply = reader.feed(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert reply is not None and reply.payload_bytes == PAYLOAD
+    assert len(reply.pieces) <= 2
+    assert peak < 3 * PAYLOAD, f"held {peak} bytes for a {PAYLOAD}-byte payload"
+    result = result_from_chunks(iter(chunks), request=_request())
+    np.testing.assert_array_equal(result.heatmaps, heatmaps)
