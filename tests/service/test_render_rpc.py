@@ -131,3 +131,17 @@ def test_render_many_keeps_order_over_varied_shapes(client):
     for request, result in zip(requests, results):
         local = render_heatmaps(request["keypoints"], request["size"], request["sigma"])
         np.testing.assert_array_equal(result.heatmaps, local.heatmaps.numpy())
+
+
+@pytest.mark.parametrize("method", ["seed", "msra", "udp", "dark"])
+def test_the_default_codec_is_the_cheaper_exact_form_for_the_method(live_server, method):
+    points = np.random.default_rng(7).uniform(-4, 68, size=(8, 17, 2)).astype(np.float32)
+    options = dict(size=(64, 48), sigma=2.0, method=method)
+    with HeatmapClient(live_server.target, timeout=30) as client:
+        default = client.render(points, **options)
+        dense = client.render(points, codec="zstd", **options)
+        profiles = client.render(points, codec="separable", **options)
+    np.testing.assert_array_equal(default.heatmaps, dense.heatmaps)
+    np.testing.assert_array_equal(default.heatmaps, profiles.heatmaps)
+    expected = profiles if method in ("udp", "dark") else dense
+    assert default.wire_bytes == expected.wire_bytes

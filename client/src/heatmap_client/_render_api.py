@@ -74,7 +74,7 @@ class RenderCalls(Generic[ResultT, ProfilesT, SimccT]):
         input_size: tuple[int, int] | None = None,
         visibility: Any = None,
         dtype: str = "float32",
-        codec: str = "zstd",
+        codec: str = "auto",
         timeout: float | None = None,
         keep_dtype: bool = False,
         out: np.ndarray | None = None,

@@ -21,7 +21,7 @@ from google.protobuf import json_format
 from ._client import HeatmapClient
 from ._errors import HeatmapError
 from .keypoint_files import KeypointFile, read_keypoints
-from .options import RenderOptions
+from .options import AUTO_CODEC, RenderOptions
 from .wire import CODEC_NAMES, COORDINATE_SPACES, DTYPE_NAMES, METHODS
 
 __all__ = ["main"]
@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="COCO image id (default: the image named by --image, else the first)")
     render.add_argument("--dtype", default=DTYPE_NAMES.default,
                         choices=DTYPE_NAMES.names)
-    render.add_argument("--codec", default=CODEC_NAMES.default, choices=CODEC_NAMES.names)
+    render.add_argument("--codec", default=AUTO_CODEC, choices=(AUTO_CODEC, *CODEC_NAMES.names),
+                        help="auto: separable for udp and dark, zstd for the others")
     render.add_argument("--png", help="write a preview PNG: heat and a dot per keypoint")
     render.add_argument("--image", help="the image the keypoints belong to: gives --input-size, "
                         "picks its COCO annotations by file name, and is drawn under the preview")

@@ -86,8 +86,9 @@ class HeatmapCollate:
         dtype: the wire dtype (``float32``, ``float16``, ``bfloat16``, ``uint16``, ``uint8``).
             With ``output="separable"``, the dtype ``.to(device)`` expands into (float32,
             float16 or bfloat16; other than float32 only with ``keep_dtype``).
-        codec: the wire codec (``zstd``, ``none``, ``separable``, ...). ``output="separable"``
-            always receives zstd-packed profiles (codec ``separable``): ``zstd`` or
+        codec: the wire codec (``auto``, ``zstd``, ``none``, ``separable``; see
+            :class:`~heatmap_client.RenderOptions`). ``output="separable"`` always receives
+            zstd-packed profiles (codec ``separable``): ``auto``, ``zstd`` or
             ``separable``.
         keep_dtype: keep the wire dtype in the tensors instead of float32.
         output: ``dense`` (default): ``(B, K, H, W)`` tensors in the batch; ``separable``: a
@@ -116,7 +117,7 @@ class HeatmapCollate:
         heatmaps_key: str = "heatmaps",
         weights_key: str = "heatmap_weights",
         dtype: str = "float32",
-        codec: str = "zstd",
+        codec: str = "auto",
         keep_dtype: bool = False,
         timeout: float | None = None,
         collate_fn: Callable[[list[Any]], Any] | None = None,
@@ -318,7 +319,7 @@ def _check_separable_options(dtype: str, codec: str, keep_dtype: bool) -> None:
             f"keep_dtype: output='separable' with dtype={dtype!r} expands into {dtype} on "
             ".to(device); pass keep_dtype=True (or keep float32 and convert on the device)"
         )
-    if codec not in ("zstd", "separable"):
+    if codec not in ("auto", "zstd", "separable"):
         raise ValueError(
             f"codec: output='separable' receives zstd-packed profiles (codec 'separable'); "
             f"got {codec!r}"

@@ -79,7 +79,7 @@ class LocalRenderer:
         input_size: tuple[int, int] | None = None,
         visibility: Any = None,
         dtype: str = "float32",
-        codec: str = "zstd",
+        codec: str = "auto",
         timeout: float | None = None,
         keep_dtype: bool = False,
     ) -> LocalResult:

@@ -45,7 +45,7 @@ def build_request(
         method=METHODS.proto(options.method),
         coordinate_space=COORDINATE_SPACES.proto(options.coords),
         dtype=dtype_by_name(options.dtype).proto,
-        codec=codec_by_name(options.codec).proto,
+        codec=codec_by_name(options.wire_codec).proto,
     )
     if sigma_map is not None:
         if options.sigma is not None:
