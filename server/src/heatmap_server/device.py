@@ -6,11 +6,17 @@ straight into that buffer (float) or through a scratch that is quantised into it
 CUDA every piece is rendered and converted on the device and copied into pinned host memory on a
 dedicated stream, so the copy of one piece overlaps the render of the next. A CUDA
 out-of-memory error retries the group in more, smaller pieces.
+
+Pieces are also sized by work (``PIECE_WORK`` element passes, N x B x K x H x W, a few ms on a
+CPU core): a heavy request is many pieces, a sample split by keypoints where one sample is too
+much. Between pieces the caller's ``between_pieces`` runs: it raises :class:`Abandoned` when every
+caller went away, and lets lighter work queued meanwhile go first.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -20,7 +26,24 @@ from .buffers import BufferPool, Lease
 from .jobs import Rendered, RenderJob
 from .render import RenderArgs, heatmaps_from_args, profiles_from_args
 
-__all__ = ["DeviceRenderer", "torch_dtype"]
+__all__ = ["PIECE_WORK", "Abandoned", "DeviceRenderer", "job_work", "torch_dtype"]
+
+# Element passes (N x B x K x H x W) per piece of a dense render.
+PIECE_WORK = 16 * 1024 * 1024
+
+
+class Abandoned(Exception):
+    """Every caller of a render went away; it stopped at a piece boundary."""
+
+
+def job_work(job: RenderJob) -> int:
+    """What a job costs the device, in element passes: N x B x K x H x W for a dense render
+    (each instance is one more max-merge pass), B x N x K x (H + W) for profiles."""
+    batch, instances, keypoints, _ = job.args.keypoints.shape
+    height, width = job.args.size
+    if job.separable:
+        return batch * instances * keypoints * (height + width)
+    return batch * instances * keypoints * height * width
 
 # The integer storage of the fixed-point wire dtypes, as torch dtypes.
 _FIXED_POINT_STORAGE = {np.dtype("<u2"): torch.uint16, np.dtype("u1"): torch.uint8}
@@ -53,9 +76,33 @@ def _joined_visibility(jobs: list[RenderJob]) -> torch.Tensor | None:
     ])
 
 
-def _batch_slice(args: RenderArgs, rows: slice) -> RenderArgs:
-    visibility = None if args.visibility is None else args.visibility[rows]
-    return replace(args, keypoints=args.keypoints[rows], visibility=visibility)
+def _piece(args: RenderArgs, rows: slice, keys: slice) -> RenderArgs:
+    """``args`` for samples ``rows`` and keypoints ``keys`` (per-keypoint sigmas sliced along)."""
+    visibility = None if args.visibility is None else args.visibility[rows, :, keys]
+    sigmas = args.sigmas if len(args.sigmas) <= 1 else args.sigmas[keys]
+    return replace(
+        args, keypoints=args.keypoints[rows, :, keys], visibility=visibility, sigmas=sigmas
+    )
+
+
+def _pieces(args: RenderArgs, min_pieces: int) -> list[tuple[slice, slice]]:
+    """(samples, keypoints) slices of at most ``PIECE_WORK`` each (one sample's keypoints are
+    split only when a single sample is more), and at least ``min_pieces`` batch slices."""
+    batch, instances, keypoints, _ = args.keypoints.shape
+    height, width = args.size
+    per_sample = instances * keypoints * height * width
+    if per_sample == 0:
+        return [(slice(None), slice(None))]  # nothing to draw, however many samples
+    rows = max(1, min(-(-batch // min_pieces), PIECE_WORK // per_sample))
+    if rows > 1 or per_sample <= PIECE_WORK or keypoints <= 1:
+        every = slice(None)
+        return [(slice(start, start + rows), every) for start in range(0, max(batch, 1), rows)]
+    keys = max(1, PIECE_WORK // max(1, instances * height * width))
+    return [
+        (slice(sample, sample + 1), slice(start, start + keys))
+        for sample in range(batch)
+        for start in range(0, keypoints, keys)
+    ]
 
 
 class DeviceRenderer:
@@ -69,8 +116,14 @@ class DeviceRenderer:
         self.pool = pool
         self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
-    def render(self, jobs: list[RenderJob]) -> list[Rendered]:
+    def render(
+        self, jobs: list[RenderJob], between_pieces: Callable[[], None] | None = None
+    ) -> list[Rendered]:
         """One device call for ``jobs`` (equal keys); one :class:`Rendered` per job, in order.
+
+        Args:
+            between_pieces: called between the pieces of a dense render; what it raises (e.g.
+                :class:`Abandoned`) stops the render and gives its buffer back.
 
         Raises:
             torch.OutOfMemoryError: when even one sample at a time does not fit.
@@ -84,7 +137,9 @@ class DeviceRenderer:
             outputs = [_host(profiles.rows.contiguous()), _host(profiles.cols.contiguous())]
             weights_host = _host(profiles.weights)
         else:
-            host, lease, weights = self._dense(args, first, users=len(jobs))
+            host, lease, weights = self._dense(
+                args, first, users=len(jobs), between_pieces=between_pieces or (lambda: None)
+            )
             try:
                 outputs = [_host(host)]
                 weights_host = _host(weights)
@@ -123,7 +178,7 @@ class DeviceRenderer:
         return args
 
     def _dense(
-        self, args: RenderArgs, job: RenderJob, users: int
+        self, args: RenderArgs, job: RenderJob, users: int, between_pieces: Callable[[], None]
     ) -> tuple[torch.Tensor, Lease, torch.Tensor]:
         """Renders into a pooled host buffer shared by ``users``; on CUDA out of memory, retries
         in smaller pieces. Returns the host tensor, its lease and the weights."""
@@ -138,7 +193,8 @@ class DeviceRenderer:
         pieces = 1
         while True:
             try:
-                return host, lease, self._dense_pieces(args, job, host, pieces)
+                weights = self._dense_pieces(args, job, host, pieces, between_pieces)
+                return host, lease, weights
             except torch.OutOfMemoryError:
                 if pieces < batch:
                     if not on_cpu:
@@ -152,27 +208,44 @@ class DeviceRenderer:
                 raise
 
     def _dense_pieces(
-        self, args: RenderArgs, job: RenderJob, host: torch.Tensor, pieces: int
+        self,
+        args: RenderArgs,
+        job: RenderJob,
+        host: torch.Tensor,
+        min_pieces: int,
+        between_pieces: Callable[[], None],
     ) -> torch.Tensor:
-        """Renders ``args`` into ``host`` in ``pieces`` slices of the batch; returns the weights."""
-        batch = host.shape[0]
-        step = max(1, -(-batch // pieces))
-        weights = []
+        """Renders ``args`` into ``host`` piece by piece (at least ``min_pieces`` batch slices);
+        returns the weights, ``(B, N, K)`` or ``(B, K)`` as the keypoints were given."""
+        batch, instances, keypoints, _ = args.keypoints.shape
+        shape = (batch, instances, keypoints) if args.has_instances else (batch, keypoints)
+        weights = torch.empty(shape, dtype=torch.float32, device=args.keypoints.device)
         scratch: list[Lease] = []
         try:
-            for start in range(0, max(batch, 1), step):
-                rows = slice(start, start + step)
-                part = _batch_slice(args, rows)
+            for index, (rows, keys) in enumerate(_pieces(args, min_pieces)):
+                if index:
+                    between_pieces()
+                part = _piece(args, rows, keys)
+                # One sample's keypoint range, or whole samples: contiguous either way.
+                target = host[rows, keys] if keys != slice(None) else host[rows]
                 if self._copy_stream is None:
-                    weights.append(self._piece_on_cpu(part, job, host[rows]))
+                    piece_weights = self._piece_on_cpu(part, job, target)
                 else:
-                    weights.append(self._piece_on_cuda(part, job, host[rows], scratch))
+                    piece_weights = self._piece_on_cuda(part, job, target, scratch)
+                    if len(scratch) > 8:  # bound the device scratch a many-piece render holds
+                        self._copy_stream.synchronize()
+                        for lease in scratch:
+                            lease.release()
+                        scratch.clear()
+                weights[(rows, slice(None), keys) if args.has_instances else (rows, keys)] = (
+                    piece_weights
+                )
         finally:
             if self._copy_stream is not None:
                 self._copy_stream.synchronize()  # device buffers are reused only after their copy
             for lease in scratch:
                 lease.release()
-        return torch.cat(weights) if len(weights) > 1 else weights[0]
+        return weights
 
     def _quantize(self, values: torch.Tensor, job: RenderJob) -> torch.Tensor:
         """``round_half_even(v * scale)`` in place, for a fixed-point wire dtype."""

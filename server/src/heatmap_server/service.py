@@ -24,9 +24,10 @@ from heatmap_client.wire import CODECS, COORDINATE_SPACES, DTYPES, METHODS
 
 from . import __version__
 from .batching import Batcher
+from .budget import ByteBudget
 from .errors import RequestError
 from .metrics import Metrics
-from .replies import ReplyMaker
+from .replies import ReplyMaker, reply_bytes
 from .requests import ServiceLimits, UndecodableRequest, job_from_request, parser
 
 __all__ = [
@@ -38,7 +39,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# RenderStream replies being rendered or encoded ahead of the one being sent.
+# RenderStream replies being rendered or encoded ahead of the one being sent, at most (the stream
+# window in bytes bounds them as well).
 STREAM_WINDOW = 8
 
 
@@ -48,8 +50,55 @@ class _Outcome:
     code: grpc.StatusCode = grpc.StatusCode.OK
 
 
+class _SendWatch:
+    """Cuts a call off when gRPC takes none of its chunks for ``timeout_s``: a client that never
+    reads would otherwise hold its reply (or its stream's window) for as long as it likes."""
+
+    def __init__(self, timeout_s: float, on_cut):
+        self._timeout_s = timeout_s
+        self._on_cut = on_cut
+        self._task = asyncio.current_task()
+        self._timer: asyncio.TimerHandle | None = None
+        self.cut = False
+
+    def chunks(self, chunks):
+        """``chunks``, each one watched until gRPC has taken it (the generator resumes)."""
+        loop = asyncio.get_running_loop()
+        for chunk in chunks:
+            self._timer = loop.call_later(self._timeout_s, self._cut)
+            yield chunk
+            self._timer.cancel()
+
+    def _cut(self) -> None:
+        self.cut = True
+        self._on_cut()
+        self._task.cancel()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _discard(task: asyncio.Future) -> None:
+    """Cancels a reply being made; one that was made already is closed (its memory returns)."""
+    task.cancel()
+
+    def close(done: asyncio.Future) -> None:
+        if not done.cancelled() and done.exception() is None:
+            done.result().close()
+
+    task.add_done_callback(close)
+
+
 class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
-    """``heatmap.v1.HeatmapRenderer`` on the dynamic batcher and an encoder thread pool."""
+    """``heatmap.v1.HeatmapRenderer`` on the dynamic batcher and an encoder thread pool.
+
+    Args:
+        budget: the server's reply budget (every reply's bytes until sent).
+        budget_wait_s: how long a reply may wait for room in it.
+        stream_window_bytes: reply bytes one RenderStream may hold ahead of its reader.
+        send_timeout_s: a call whose client takes no chunk for this long is cut off.
+    """
 
     def __init__(
         self,
@@ -58,11 +107,29 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         limits: ServiceLimits,
         metrics: Metrics,
         encode_workers: int = 1,
+        *,
+        budget: ByteBudget | None = None,
+        budget_wait_s: float = 10.0,
+        stream_window_bytes: int = 128 << 20,
+        send_timeout_s: float = 120.0,
     ):
         self._batcher = batcher
         self._limits = limits
         self._metrics = metrics
-        self._replies = ReplyMaker(batcher, encoders, encode_workers, limits.chunk_bytes, metrics)
+        budget = budget or ByteBudget(512 << 20, on_change=metrics.budget_in_use.set)
+        self._stream_window_bytes = stream_window_bytes
+        self._send_timeout_s = send_timeout_s
+        self._replies = ReplyMaker(
+            batcher, encoders, encode_workers, limits.chunk_bytes, metrics, budget, budget_wait_s
+        )
+
+    def _watch(self, rpc: str) -> _SendWatch:
+        def cut() -> None:
+            self._metrics.stalled_calls.inc()
+            log.warning("%s: the client took no chunk for %.0f s; cut off", rpc,
+                        self._send_timeout_s)
+
+        return _SendWatch(self._send_timeout_s, cut)
 
     @contextlib.asynccontextmanager
     async def _observe(self, rpc: str, context: grpc.aio.ServicerContext):
@@ -98,58 +165,82 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         async with self._observe("Render", context) as outcome:
             try:
                 job = job_from_request(request, self._limits, time.perf_counter())
-                chunks = await self._replies.make(job)
+                reply = await self._replies.make(job)
             except RequestError as error:
                 await self._refuse(context, outcome, error)
                 return
-            for chunk in chunks:
-                yield chunk
+            watch = self._watch("Render")
+            try:
+                for chunk in watch.chunks(reply.chunks()):
+                    yield chunk
+            finally:
+                watch.stop()
+                reply.close()
 
     async def RenderStream(
         self, request_iterator: AsyncIterator[pb.RenderRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RenderChunk]:
-        # Requests are read and started ahead (up to STREAM_WINDOW) while earlier replies are
-        # being sent, so render and encode overlap the client's decode; replies stay in order.
+        # Requests are read and started ahead while earlier replies are being sent, so render and
+        # encode overlap the client's decode; replies stay in order. A reply is started only once
+        # it has won its bytes in the stream's window: a reader that stalls stops the rendering.
         pending: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
+        window = ByteBudget(
+            self._stream_window_bytes, name="stream window", flag="--stream-window-bytes",
+            keep_room=False, lone_grant_any_size=True,
+        )
 
         async def read_requests() -> None:
+            cancelled = False
             try:
                 async for request in request_iterator:
                     try:
                         job = job_from_request(request, self._limits, time.perf_counter())
                     except RequestError as error:
-                        await pending.put((request.request_id, error))
+                        await pending.put((request.request_id, error, None))
                         return
+                    slot = await window.acquire(reply_bytes(job))
                     task = asyncio.ensure_future(self._replies.make(job))
                     try:
-                        await pending.put((request.request_id, task))
+                        await pending.put((request.request_id, task, slot))
                     except asyncio.CancelledError:
-                        task.cancel()  # the stream ended while the window was full
+                        _discard(task)  # the stream ended while the window was full
+                        slot.release()
                         raise
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
-                await pending.put(None)
+                if not cancelled:
+                    await pending.put(None)
 
         reader = asyncio.ensure_future(read_requests())
+        watch = self._watch("RenderStream")
         try:
             async with self._observe("RenderStream", context) as outcome:
                 while (item := await pending.get()) is not None:
-                    request_id, work = item
+                    request_id, work, slot = item
                     try:
                         if isinstance(work, RequestError):
                             raise work
-                        chunks = await work
+                        reply = await work
                     except RequestError as error:
                         await self._refuse(context, outcome, error, f"request {request_id}: ")
                         return
-                    for chunk in chunks:
-                        yield chunk
+                    try:
+                        for chunk in watch.chunks(reply.chunks()):
+                            yield chunk
+                    finally:
+                        reply.close()
+                        slot.release()
                 await reader
         finally:
+            watch.stop()
             reader.cancel()
             while not pending.empty():
                 item = pending.get_nowait()
-                if item is not None and isinstance(item[1], asyncio.Future):
-                    item[1].cancel()
+                if item is not None and item[2] is not None:
+                    _discard(item[1])
+                    item[2].release()
 
     async def GetServerInfo(
         self, request: pb.GetServerInfoRequest, context: grpc.aio.ServicerContext
