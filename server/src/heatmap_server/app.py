@@ -28,6 +28,7 @@ from . import __version__
 from .auth import BearerTokenInterceptor, read_token
 from .batching import Batcher
 from .budget import ByteBudget
+from .departures import quiet_departed_clients
 from .buffers import BufferPool
 from .health import HealthService
 from .metrics import Metrics
@@ -65,7 +66,7 @@ class ServerConfig:
     max_work_elements: int = ServiceLimits.max_work_elements
     reply_budget_bytes: int = 512 << 20
     budget_wait_s: float = 10.0
-    stream_window_bytes: int = 128 << 20
+    stream_window_bytes: int = 64 << 20
     send_timeout_s: float = 120.0
     max_concurrent_rpcs: int = 256
     pool_idle_bytes: int = 256 << 20
@@ -324,4 +325,5 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    quiet_departed_clients()
     asyncio.run(serve(config))

@@ -61,10 +61,13 @@ class _SendWatch:
         self._timer: asyncio.TimerHandle | None = None
         self.cut = False
 
-    def chunks(self, chunks):
-        """``chunks``, each one watched until gRPC has taken it (the generator resumes)."""
+    def chunks(self, chunks, context: grpc.aio.ServicerContext):
+        """``chunks``, each one watched until gRPC has taken it (the generator resumes); none
+        once the client has gone away."""
         loop = asyncio.get_running_loop()
         for chunk in chunks:
+            if context.cancelled():
+                return
             self._timer = loop.call_later(self._timeout_s, self._cut)
             yield chunk
             self._timer.cancel()
@@ -110,7 +113,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         *,
         budget: ByteBudget | None = None,
         budget_wait_s: float = 10.0,
-        stream_window_bytes: int = 128 << 20,
+        stream_window_bytes: int = 64 << 20,
         send_timeout_s: float = 120.0,
     ):
         self._batcher = batcher
@@ -171,7 +174,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                 return
             watch = self._watch("Render")
             try:
-                for chunk in watch.chunks(reply.chunks()):
+                for chunk in watch.chunks(reply.chunks(), context):
                     yield chunk
             finally:
                 watch.stop()
@@ -227,11 +230,13 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                         await self._refuse(context, outcome, error, f"request {request_id}: ")
                         return
                     try:
-                        for chunk in watch.chunks(reply.chunks()):
+                        for chunk in watch.chunks(reply.chunks(), context):
                             yield chunk
                     finally:
                         reply.close()
                         slot.release()
+                    if context.cancelled():
+                        return  # the client went away: nothing more to send
                 await reader
         finally:
             watch.stop()
