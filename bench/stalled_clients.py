@@ -16,75 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from heatmap.v1 import heatmap_pb2_grpc as pb_grpc  # noqa: E402
+from stalling import Stalled, rss_bytes  # noqa: E402
+
 from heatmap_client import HeatmapClient  # noqa: E402
 from heatmap_server.process import ServerProcess  # noqa: E402
-from probes import render_request  # noqa: E402
-
-# A receive window this small means the server's writes stop after a few chunks.
-STALLED_CHANNEL_OPTIONS = [
-    ("grpc.http2.bdp_probe", 0),
-    ("grpc.http2.lookahead_bytes", 16 * 1024),
-    ("grpc.max_receive_message_length", 64 << 20),
-]
-
-
-def rss_bytes(pid: int) -> int:
-    """The process's resident set (VmRSS) in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def stream_requests(count: int, batch: int = 32, keypoints: int = 68, side: int = 64):
-    rng = np.random.default_rng(0)
-    for index in range(count):
-        points = rng.uniform(0, side, (batch, keypoints, 2)).astype(np.float32)
-        yield render_request(points, size=(side, side), sigma=2.0, codec="none",
-                             request_id=index + 1)
-
-
-def largest_request():
-    """The largest default output: 4 x 4096 x 4096 float32 (64M elements, 256 MiB) ``none``."""
-    points = np.full((1, 4, 2), 2048.0, np.float32)
-    return render_request(points, size=(4096, 4096), sigma=4.0, codec="none")
-
-
-class Stalled:
-    """Calls that are started and never read, on their own channels; :meth:`cancel` ends them."""
-
-    def __init__(self, target: str, streams: int, unary: int, requests_per_stream: int = 14):
-        self.calls = []
-        self.channels = []
-        for index in range(streams + unary):
-            channel = grpc.insecure_channel(target, options=STALLED_CHANNEL_OPTIONS)
-            stub = pb_grpc.HeatmapRendererStub(channel)
-            if index < streams:
-                call = stub.RenderStream(stream_requests(requests_per_stream), timeout=300)
-            else:
-                call = stub.Render(largest_request(), timeout=300)
-            self.channels.append(channel)
-            self.calls.append(call)
-
-    def cancel(self) -> list[str]:
-        """Cancels every call; returns how each ended."""
-        codes = []
-        for call in self.calls:
-            call.cancel()
-            codes.append(call.code().name)
-        for channel in self.channels:
-            channel.close()
-        return codes
 
 
 def normal_latency(target: str) -> float:
@@ -116,7 +58,6 @@ def run(streams: int, unary: int, seconds: float, flags: list[str], rss_cap: int
         codes = stalled.cancel()
         time.sleep(2.0)
         after = rss_bytes(server.pid)
-        threading.Event().wait(0.5)
         log = server.log
     calls = max(streams + unary, 1)
     return {

@@ -28,8 +28,8 @@ from . import __version__
 from .auth import BearerTokenInterceptor, read_token
 from .batching import Batcher
 from .budget import ByteBudget
-from .departures import quiet_departed_clients
 from .buffers import BufferPool
+from .departures import quiet_departed_clients
 from .health import HealthService
 from .metrics import Metrics
 from .process import LISTENING
@@ -99,7 +99,7 @@ _HELP = {
     "max_work_elements": "largest N*B*K*H*W per dense request, the device's work "
                          "(RESOURCE_EXHAUSTED beyond)",
     "reply_budget_bytes": "reply bytes rendered, encoded or waiting to be sent, server-wide; "
-                          "replies over 1/16 of it share half of it",
+                          "replies over 1/16 of it share 5/8 of it",
     "budget_wait_s": "seconds a reply waits for room in the reply budget (RESOURCE_EXHAUSTED "
                      "after)",
     "stream_window_bytes": "reply bytes one RenderStream renders ahead of its reader (one reply "

@@ -6,8 +6,9 @@ payload once encoded. Waiting is first come, first served, so a large reply is n
 stream of small ones.
 
 The server-wide budget keeps room for ordinary replies: replies larger than ``limit / 16`` (a
-stalled client's typical weapon) may together hold at most half of it, so a flood of large
-replies that nobody reads still leaves the other half to everybody else.
+stalled client's typical weapon) may together hold at most 5/8 of it, so a flood of large
+replies that nobody reads still leaves 3/8 to everybody else. (5/8, not 1/2: at the default
+512 MiB, the largest default reply, 256 MiB of float32 plus its weights, must fit.)
 
 All methods run on the event loop's thread.
 """
@@ -23,9 +24,12 @@ from .errors import RequestError
 
 __all__ = ["ByteBudget", "Grant"]
 
-# A reply above limit / _LARGE_FRACTION is large; large replies share limit / _LARGE_SHARE.
+# A reply above limit / _LARGE_FRACTION is large; large replies share limit * 5 / 8.
 _LARGE_FRACTION = 16
-_LARGE_SHARE = 2
+
+
+def _large_share(limit: int) -> int:
+    return limit * 5 // 8
 
 
 class Grant:
@@ -56,7 +60,7 @@ class ByteBudget:
         limit: bytes in all grants together.
         name: what a refusal names (``reply budget``); also the flag that sets it.
         flag: the setting that raises ``limit``, named in refusals.
-        keep_room: large grants share at most half the limit (see the module docstring).
+        keep_room: large grants share at most 5/8 of the limit (see the module docstring).
         lone_grant_any_size: a grant larger than ``limit`` is given when nothing else is held
             (a stream's window: one reply always goes, however large).
         on_change: called with the bytes in use after every change (a gauge's ``set``).
@@ -90,7 +94,7 @@ class ByteBudget:
             return True
         if self.in_use + nbytes > self.limit:
             return False
-        return not large or self._large_in_use + nbytes <= self.limit // _LARGE_SHARE
+        return not large or self._large_in_use + nbytes <= _large_share(self.limit)
 
     def _refusal(self, description: str) -> RequestError:
         return RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, self.name.replace(" ", "_"),
@@ -104,9 +108,9 @@ class ByteBudget:
                 did not fit within ``wait_s``.
         """
         large = self._is_large(nbytes)
-        ceiling = self.limit // _LARGE_SHARE if large else self.limit
+        ceiling = _large_share(self.limit) if large else self.limit
         if nbytes > ceiling and not self._lone_grant_any_size:
-            share = " (its share for replies over 1/16 of it)" if large else ""
+            share = " (5/8 of it, the share of replies over 1/16 of it)" if large else ""
             raise self._refusal(
                 f"a reply of {nbytes} bytes exceeds the server's {self.name} of {self.limit} "
                 f"bytes{share}; raise {self.flag} or ask for less"

@@ -76,32 +76,47 @@ def _joined_visibility(jobs: list[RenderJob]) -> torch.Tensor | None:
     ])
 
 
-def _piece(args: RenderArgs, rows: slice, keys: slice) -> RenderArgs:
-    """``args`` for samples ``rows`` and keypoints ``keys`` (per-keypoint sigmas sliced along)."""
-    visibility = None if args.visibility is None else args.visibility[rows, :, keys]
+_ALL = slice(None)
+
+
+def _piece(args: RenderArgs, rows: slice, keys: slice, instances: slice) -> RenderArgs:
+    """``args`` for samples ``rows``, ``instances`` and keypoints ``keys`` (per-keypoint sigmas
+    sliced along)."""
+    visibility = None if args.visibility is None else args.visibility[rows, instances, keys]
     sigmas = args.sigmas if len(args.sigmas) <= 1 else args.sigmas[keys]
     return replace(
-        args, keypoints=args.keypoints[rows, :, keys], visibility=visibility, sigmas=sigmas
+        args, keypoints=args.keypoints[rows, instances, keys], visibility=visibility,
+        sigmas=sigmas,
     )
 
 
-def _pieces(args: RenderArgs, min_pieces: int) -> list[tuple[slice, slice]]:
-    """(samples, keypoints) slices of at most ``PIECE_WORK`` each (one sample's keypoints are
-    split only when a single sample is more), and at least ``min_pieces`` batch slices."""
+def _pieces(args: RenderArgs, min_pieces: int) -> list[tuple[slice, slice, slice]]:
+    """(samples, keypoints, instances) slices of about ``PIECE_WORK`` each, and at least
+    ``min_pieces`` batch slices. Whole samples where they fit; else one sample's keypoints; else
+    one keypoint's instances, a few per piece (each later range is max-merged into the first)."""
     batch, instances, keypoints, _ = args.keypoints.shape
     height, width = args.size
     per_sample = instances * keypoints * height * width
     if per_sample == 0:
-        return [(slice(None), slice(None))]  # nothing to draw, however many samples
+        return [(_ALL, _ALL, _ALL)]  # nothing to draw, however many samples
     rows = max(1, min(-(-batch // min_pieces), PIECE_WORK // per_sample))
-    if rows > 1 or per_sample <= PIECE_WORK or keypoints <= 1:
-        every = slice(None)
-        return [(slice(start, start + rows), every) for start in range(0, max(batch, 1), rows)]
-    keys = max(1, PIECE_WORK // max(1, instances * height * width))
+    if rows > 1 or per_sample <= PIECE_WORK or (keypoints <= 1 and instances <= 1):
+        return [(slice(start, start + rows), _ALL, _ALL) for start in range(0, batch, rows)]
+    per_keypoint = instances * height * width
+    if per_keypoint <= PIECE_WORK or instances <= 1:
+        keys = max(1, PIECE_WORK // per_keypoint)
+        return [
+            (slice(sample, sample + 1), slice(start, start + keys), _ALL)
+            for sample in range(batch)
+            for start in range(0, keypoints, keys)
+        ]
+    # Merging a range costs one more pass over the plane: ranges of a few pieces' work.
+    step = max(1, 8 * PIECE_WORK // (height * width))
     return [
-        (slice(sample, sample + 1), slice(start, start + keys))
+        (slice(sample, sample + 1), slice(key, key + 1), slice(start, start + step))
         for sample in range(batch)
-        for start in range(0, keypoints, keys)
+        for key in range(keypoints)
+        for start in range(0, instances, step)
     ]
 
 
@@ -222,29 +237,55 @@ class DeviceRenderer:
         weights = torch.empty(shape, dtype=torch.float32, device=args.keypoints.device)
         scratch: list[Lease] = []
         try:
-            for index, (rows, keys) in enumerate(_pieces(args, min_pieces)):
+            for index, (rows, keys, instance_range) in enumerate(_pieces(args, min_pieces)):
                 if index:
                     between_pieces()
-                part = _piece(args, rows, keys)
-                # One sample's keypoint range, or whole samples: contiguous either way.
-                target = host[rows, keys] if keys != slice(None) else host[rows]
-                if self._copy_stream is None:
-                    piece_weights = self._piece_on_cpu(part, job, target)
+                part = _piece(args, rows, keys, instance_range)
+                # Whole samples, or one sample's keypoint range: contiguous either way.
+                target = host[rows] if keys == _ALL else host[rows, keys]
+                later_instances = instance_range != _ALL and instance_range.start > 0
+                if later_instances:
+                    piece_weights = self._merged_piece(part, job, target, scratch)
                 else:
-                    piece_weights = self._piece_on_cuda(part, job, target, scratch)
-                    if len(scratch) > 8:  # bound the device scratch a many-piece render holds
-                        self._copy_stream.synchronize()
-                        for lease in scratch:
-                            lease.release()
-                        scratch.clear()
-                weights[(rows, slice(None), keys) if args.has_instances else (rows, keys)] = (
-                    piece_weights
-                )
+                    piece_weights = self._piece(part, job, target, scratch)
+                at = (rows, instance_range, keys) if args.has_instances else (rows, keys)
+                weights[at] = piece_weights
         finally:
             if self._copy_stream is not None:
                 self._copy_stream.synchronize()  # device buffers are reused only after their copy
             for lease in scratch:
                 lease.release()
+        return weights
+
+    def _piece(
+        self, args: RenderArgs, job: RenderJob, target: torch.Tensor, scratch: list[Lease]
+    ) -> torch.Tensor:
+        if self._copy_stream is None:
+            return self._piece_on_cpu(args, job, target)
+        weights = self._piece_on_cuda(args, job, target, scratch)
+        if len(scratch) > 8:  # bound the device scratch a many-piece render holds
+            self._copy_stream.synchronize()
+            for lease in scratch:
+                lease.release()
+            scratch.clear()
+        return weights
+
+    def _merged_piece(
+        self, args: RenderArgs, job: RenderJob, target: torch.Tensor, scratch: list[Lease]
+    ) -> torch.Tensor:
+        """Renders a later range of instances and max-merges it into ``target`` (exact: the
+        renderer merges instances by maximum, and quantisation is monotonic)."""
+        part, lease = self.pool.take(
+            tuple(target.shape), target.dtype, torch.device("cpu"),
+            pinned=self._copy_stream is not None,
+        )
+        try:
+            weights = self._piece(args, job, part, scratch)
+            if self._copy_stream is not None:
+                self._copy_stream.synchronize()  # both host planes complete before the merge
+            torch.maximum(target, part, out=target)
+        finally:
+            lease.release()
         return weights
 
     def _quantize(self, values: torch.Tensor, job: RenderJob) -> torch.Tensor:
