@@ -111,8 +111,12 @@ def test_a_client_that_never_reads_is_cut_off_and_its_memory_returns():
             assert wait_for(
                 lambda: scrape(port).value("heatmap_reply_budget_in_use_bytes") == 0, timeout=10
             ), scrape(port)
-            for call in stalled.calls:
-                assert call.code() is not grpc.StatusCode.OK
+            for call in stalled.calls:  # a client that reads again learns why its call ended
+                with pytest.raises(grpc.RpcError) as caught:
+                    for _ in call:
+                        pass
+                assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                assert "--send-timeout-s" in caught.value.details()
         finally:
             stalled.cancel()
         _served(server.target)

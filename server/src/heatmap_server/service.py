@@ -52,21 +52,29 @@ class _Outcome:
 
 class _SendWatch:
     """Cuts a call off when gRPC takes none of its chunks for ``timeout_s``: a client that never
-    reads would otherwise hold its reply (or its stream's window) for as long as it likes."""
+    reads would otherwise hold its reply (or its stream's window) for as long as it likes.
 
-    def __init__(self, timeout_s: float, on_cut):
+    A cut gives the call's memory back at once (``releases``, which the handler keeps current)
+    and makes no further chunk. gRPC's Python server cannot reset a stream whose write is pending,
+    so the chunk already handed over stays in gRPC until the client reads it (then the call ends
+    with DEADLINE_EXCEEDED, see :meth:`end_if_cut`), its deadline passes or its connection closes
+    (``grpc.max_connection_age_ms`` plus its grace).
+    """
+
+    def __init__(self, timeout_s: float, on_cut, context: grpc.aio.ServicerContext):
         self._timeout_s = timeout_s
         self._on_cut = on_cut
-        self._task = asyncio.current_task()
+        self._context = context
         self._timer: asyncio.TimerHandle | None = None
+        self.releases: list = []
         self.cut = False
 
-    def chunks(self, chunks, context: grpc.aio.ServicerContext):
+    def chunks(self, chunks):
         """``chunks``, each one watched until gRPC has taken it (the generator resumes); none
-        once the client has gone away."""
+        once the client has gone away or the call was cut off."""
         loop = asyncio.get_running_loop()
         for chunk in chunks:
-            if context.cancelled():
+            if self.cut or self._context.cancelled():
                 return
             self._timer = loop.call_later(self._timeout_s, self._cut)
             yield chunk
@@ -75,7 +83,18 @@ class _SendWatch:
     def _cut(self) -> None:
         self.cut = True
         self._on_cut()
-        self._task.cancel()
+        releases, self.releases = self.releases, []
+        for release in releases:
+            release()
+
+    async def end_if_cut(self, outcome: _Outcome) -> None:
+        """Ends a call that was cut off with DEADLINE_EXCEEDED (from its handler)."""
+        if self.cut:
+            outcome.code = grpc.StatusCode.DEADLINE_EXCEEDED
+            await self._context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"reply: the client took no chunk for {self._timeout_s:g} s (--send-timeout-s)",
+            )
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -126,13 +145,13 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
             batcher, encoders, encode_workers, limits.chunk_bytes, metrics, budget, budget_wait_s
         )
 
-    def _watch(self, rpc: str) -> _SendWatch:
+    def _watch(self, rpc: str, context: grpc.aio.ServicerContext) -> _SendWatch:
         def cut() -> None:
             self._metrics.stalled_calls.inc()
             log.warning("%s: the client took no chunk for %.0f s; cut off", rpc,
                         self._send_timeout_s)
 
-        return _SendWatch(self._send_timeout_s, cut)
+        return _SendWatch(self._send_timeout_s, cut, context)
 
     @contextlib.asynccontextmanager
     async def _observe(self, rpc: str, context: grpc.aio.ServicerContext):
@@ -172,13 +191,15 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
             except RequestError as error:
                 await self._refuse(context, outcome, error)
                 return
-            watch = self._watch("Render")
+            watch = self._watch("Render", context)
+            watch.releases = [reply.close]
             try:
-                for chunk in watch.chunks(reply.chunks(), context):
+                for chunk in watch.chunks(reply.chunks()):
                     yield chunk
             finally:
                 watch.stop()
                 reply.close()
+            await watch.end_if_cut(outcome)
 
     async def RenderStream(
         self, request_iterator: AsyncIterator[pb.RenderRequest], context: grpc.aio.ServicerContext
@@ -216,8 +237,16 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                 if not cancelled:
                     await pending.put(None)
 
+        def drain() -> None:
+            """Discards the replies started ahead (their memory returns)."""
+            while not pending.empty():
+                item = pending.get_nowait()
+                if item is not None and item[2] is not None:
+                    _discard(item[1])
+                    item[2].release()
+
         reader = asyncio.ensure_future(read_requests())
-        watch = self._watch("RenderStream")
+        watch = self._watch("RenderStream", context)
         try:
             async with self._observe("RenderStream", context) as outcome:
                 while (item := await pending.get()) is not None:
@@ -229,23 +258,21 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                     except RequestError as error:
                         await self._refuse(context, outcome, error, f"request {request_id}: ")
                         return
+                    watch.releases = [reader.cancel, drain, reply.close, slot.release]
                     try:
-                        for chunk in watch.chunks(reply.chunks(), context):
+                        for chunk in watch.chunks(reply.chunks()):
                             yield chunk
                     finally:
                         reply.close()
                         slot.release()
+                    await watch.end_if_cut(outcome)
                     if context.cancelled():
                         return  # the client went away: nothing more to send
                 await reader
         finally:
             watch.stop()
             reader.cancel()
-            while not pending.empty():
-                item = pending.get_nowait()
-                if item is not None and item[2] is not None:
-                    _discard(item[1])
-                    item[2].release()
+            drain()
 
     async def GetServerInfo(
         self, request: pb.GetServerInfoRequest, context: grpc.aio.ServicerContext
