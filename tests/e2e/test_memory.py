@@ -61,7 +61,7 @@ def test_stalled_streams_and_calls_hold_bounded_memory_and_others_are_served():
         stalled = Stalled(server.target, streams=8, unary=4)
         latencies: list[float] = []
         try:
-            peak = _watch_rss(server, 8.0, warm + 2 * GB,
+            peak = _watch_rss(server, 6.0, warm + 2 * GB,
                               also=lambda: latencies.append(_served(server.target))
                               if len(latencies) < 3 else None)
             in_use = scrape(port).value("heatmap_reply_budget_in_use_bytes")
@@ -168,7 +168,8 @@ def test_abandoned_heavy_requests_stop_and_a_normal_client_is_served_soon():
 def test_light_requests_are_served_between_the_pieces_of_a_heavy_one():
     with running_server("--max-work-elements", str(1 << 34)) as server:
         _served(server.target)
-        heavy = np.random.default_rng(0).uniform(0, 2048, (1, 64, 4, 2)).astype(np.float32)
+        # 8.6G element passes: seconds on a CPU, rendered in pieces of about 0.1 s.
+        heavy = np.random.default_rng(0).uniform(0, 2048, (1, 128, 16, 2)).astype(np.float32)
         with HeatmapClient(server.target, timeout=120) as client, ThreadPoolExecutor(1) as pool:
             busy = pool.submit(client.render, heavy, size=(2048, 2048), sigma=2.0, dtype="uint8")
             time.sleep(0.3)
@@ -176,7 +177,7 @@ def test_light_requests_are_served_between_the_pieces_of_a_heavy_one():
             result = busy.result()
         # Generous: the point is "not the whole heavy render", which takes seconds on a CPU.
         assert waited < max(2.0, result.timings.render_us / 1e6 / 2), (waited, result.timings)
-        assert result.heatmaps.max() == 255
+        assert result.heatmaps.max() == 1.0  # uint8 on the wire, 255 at the peaks
 
 
 def test_shutdown_with_stalled_clients_logs_no_traceback():

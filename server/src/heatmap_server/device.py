@@ -247,7 +247,7 @@ class DeviceRenderer:
                 if later_instances:
                     piece_weights = self._merged_piece(part, job, target, scratch)
                 else:
-                    piece_weights = self._piece(part, job, target, scratch)
+                    piece_weights = self._render_piece(part, job, target, scratch)
                 at = (rows, instance_range, keys) if args.has_instances else (rows, keys)
                 weights[at] = piece_weights
         finally:
@@ -257,9 +257,10 @@ class DeviceRenderer:
                 lease.release()
         return weights
 
-    def _piece(
+    def _render_piece(
         self, args: RenderArgs, job: RenderJob, target: torch.Tensor, scratch: list[Lease]
     ) -> torch.Tensor:
+        """One piece into ``target`` (host); returns its weights."""
         if self._copy_stream is None:
             return self._piece_on_cpu(args, job, target)
         weights = self._piece_on_cuda(args, job, target, scratch)
@@ -280,7 +281,7 @@ class DeviceRenderer:
             pinned=self._copy_stream is not None,
         )
         try:
-            weights = self._piece(args, job, part, scratch)
+            weights = self._render_piece(args, job, part, scratch)
             if self._copy_stream is not None:
                 self._copy_stream.synchronize()  # both host planes complete before the merge
             torch.maximum(target, part, out=target)
