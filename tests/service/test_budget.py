@@ -104,3 +104,17 @@ def test_a_cancelled_waiter_leaves_no_trace():
         return budget.in_use
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_ordinary_replies_never_queue_behind_a_large_one_waiting_for_its_share():
+    async def scenario():
+        budget = ByteBudget(64 * MIB)
+        held = await budget.acquire(40 * MIB)  # the whole large share
+        large = asyncio.ensure_future(budget.acquire(8 * MIB, wait_s=5))
+        await asyncio.sleep(0)
+        small = await budget.acquire(2 * MIB, wait_s=0.5)
+        assert not large.done()
+        held.release()
+        return (await large).nbytes, small.nbytes
+
+    assert asyncio.run(scenario()) == (8 * MIB, 2 * MIB)

@@ -2,8 +2,9 @@
 
 Every reply reserves what it will hold (its rendered bytes) before it is rendered, and keeps the
 reservation until gRPC has taken its last chunk; a compressed reply shrinks its reservation to its
-payload once encoded. Waiting is first come, first served, so a large reply is not starved by a
-stream of small ones.
+payload once encoded. Waiting is first come, first served within each of two classes, ordinary
+and large replies (below), so a large reply is not starved by later large ones, and ordinary
+replies never queue behind a large one that waits for its share.
 
 The server-wide budget keeps room for ordinary replies: replies larger than ``limit / 16`` (a
 stalled client's typical weapon) may together hold at most 5/8 of it, so a flood of large
@@ -84,7 +85,10 @@ class ByteBudget:
         self._on_change = on_change
         self.in_use = 0
         self._large_in_use = 0
-        self._waiters: collections.deque[tuple[int, bool, asyncio.Future]] = collections.deque()
+        # Per class (large or not), in arrival order.
+        self._waiters: dict[bool, collections.deque[tuple[int, bool, asyncio.Future]]] = {
+            False: collections.deque(), True: collections.deque(),
+        }
 
     def _is_large(self, nbytes: int) -> bool:
         return self._keep_room and nbytes > self.limit // _LARGE_FRACTION
@@ -115,11 +119,12 @@ class ByteBudget:
                 f"a reply of {nbytes} bytes exceeds the server's {self.name} of {self.limit} "
                 f"bytes{share}; raise {self.flag} or ask for less"
             )
-        if not self._waiters and self._fits(nbytes, large):
+        queue = self._waiters[large]
+        if not queue and self._fits(nbytes, large):
             return self._grant(nbytes, large)
         waiter = asyncio.get_running_loop().create_future()
         entry = (nbytes, large, waiter)
-        self._waiters.append(entry)
+        queue.append(entry)
         try:
             await asyncio.wait_for(asyncio.shield(waiter), wait_s)
         except (asyncio.TimeoutError, asyncio.CancelledError) as error:
@@ -127,7 +132,7 @@ class ByteBudget:
                 waiter.result().release()  # granted just as we gave up: give it back
             else:
                 waiter.cancel()
-                self._waiters.remove(entry)
+                queue.remove(entry)
                 self._wake()  # those behind may fit now
             if isinstance(error, asyncio.CancelledError):
                 raise
@@ -153,13 +158,15 @@ class ByteBudget:
             self._wake()
 
     def _wake(self) -> None:
-        # In order: the first waiter that does not fit holds those behind it.
-        while self._waiters:
-            nbytes, large, waiter = self._waiters[0]
-            if waiter.cancelled():
-                self._waiters.popleft()
-                continue
-            if not self._fits(nbytes, large):
-                return
-            self._waiters.popleft()
-            waiter.set_result(self._grant(nbytes, large))
+        # Ordinary replies first; in each class the first waiter that does not fit holds those
+        # behind it.
+        for queue in (self._waiters[False], self._waiters[True]):
+            while queue:
+                nbytes, large, waiter = queue[0]
+                if waiter.cancelled():
+                    queue.popleft()
+                    continue
+                if not self._fits(nbytes, large):
+                    break
+                queue.popleft()
+                waiter.set_result(self._grant(nbytes, large))
