@@ -80,14 +80,15 @@ _ALL = slice(None)
 
 
 def _piece(args: RenderArgs, rows: slice, keys: slice, instances: slice) -> RenderArgs:
-    """``args`` for samples ``rows``, ``instances`` and keypoints ``keys`` (per-keypoint sigmas
-    sliced along)."""
-    visibility = None if args.visibility is None else args.visibility[rows, instances, keys]
+    """``args`` for samples ``rows``, ``instances`` and keypoints ``keys``: every per-sample field
+    is ``(B, N, K, ...)``; per-keypoint sigmas are sliced along."""
+    fields = getattr(args, "PER_SAMPLE_FIELDS", ("keypoints", "visibility"))
+    parts = {
+        name: None if getattr(args, name) is None else getattr(args, name)[rows, instances, keys]
+        for name in fields
+    }
     sigmas = args.sigmas if len(args.sigmas) <= 1 else args.sigmas[keys]
-    return replace(
-        args, keypoints=args.keypoints[rows, instances, keys], visibility=visibility,
-        sigmas=sigmas,
-    )
+    return replace(args, sigmas=sigmas, **parts)
 
 
 def _pieces(args: RenderArgs, min_pieces: int) -> list[tuple[slice, slice, slice]]:
