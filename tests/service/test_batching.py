@@ -305,7 +305,9 @@ def test_the_pool_keeps_no_more_than_its_idle_budget_idle():
 def _instances_job(shape, size, dtype="float32", seed=0, visible=None) -> RenderJob:
     rng = np.random.default_rng(seed)
     points = rng.uniform(-3, size[1] + 3, size=(*shape, 2)).astype(np.float32)
-    visibility = None if visible is None else (rng.uniform(0, 1, shape) < visible).astype(np.float32)
+    visibility = None
+    if visible is not None:
+        visibility = (rng.uniform(0, 1, shape) < visible).astype(np.float32)
     args = check_render_args(points, size, 2.0, method="msra", coords="heatmap", input_size=None,
                              visibility=visibility, dtype=torch.float32)
     return RenderJob(args=args, wire=dtype_by_name(dtype), codec=codec_by_name("zstd"),
