@@ -150,7 +150,8 @@ _CLIENT = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def metered():
     port = free_port()
-    with running_server("--metrics-port", str(port)) as server:
+    # busy_request's renders are over the default work limit.
+    with running_server("--metrics-port", str(port), "--max-work-elements", str(1 << 34)) as server:
         yield server, port
 
 
@@ -213,8 +214,8 @@ def test_a_call_past_its_deadline_is_never_rendered(metered):
             blocker = pool.submit(client.render, **busy)
             assert wait_for(lambda: scrape(port).value("heatmap_queue_depth") == 1)
             # Queued behind the blocker, each gives up long before the device thread is free.
-            late = [pool.submit(client.render, **REQUESTS[index], timeout=seconds / 4)
-                    for index in range(5)]
+            # Heavy as well: light requests would be served between the blocker's pieces.
+            late = [pool.submit(client.render, **busy, timeout=seconds / 4) for _ in range(5)]
             for future in late:
                 with pytest.raises(HeatmapError) as caught:
                     future.result()

@@ -281,3 +281,84 @@ def test_a_failed_render_returns_its_buffer_to_the_pool(monkeypatch, device):
         assert batcher.pool.idle_buffers == idle  # the host buffer came back
     finally:
         batcher.close()
+
+
+def test_idle_buffers_are_trimmed_after_a_while(device):
+    pool = BufferPool(max_bytes=64 * 1024 * 1024, idle_s=0.2)
+    first, lease = pool.take((1024, 1024), torch.float32, torch.device("cpu"))
+    assert pool.leased_bytes >= first.numel() * 4
+    lease.release()
+    assert pool.idle_buffers == 1 and pool.leased_bytes == 0
+    time.sleep(0.3)
+    assert pool.trim() >= first.numel() * 4
+    assert pool.idle_buffers == 0 and pool.idle_bytes == 0
+
+
+def test_the_pool_keeps_no_more_than_its_idle_budget_idle():
+    pool = BufferPool(max_bytes=6 * 1024 * 1024)
+    leases = [pool.take((1024, 1024), torch.float32, torch.device("cpu"))[1] for _ in range(3)]
+    for lease in leases:
+        lease.release()
+    assert pool.idle_buffers == 1 and pool.idle_bytes == 4 * 1024 * 1024
+
+
+def _instances_job(shape, size, dtype="float32", seed=0, visible=None) -> RenderJob:
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(-3, size[1] + 3, size=(*shape, 2)).astype(np.float32)
+    visibility = None
+    if visible is not None:
+        visibility = (rng.uniform(0, 1, shape) < visible).astype(np.float32)
+    args = check_render_args(points, size, 2.0, method="msra", coords="heatmap", input_size=None,
+                             visibility=visibility, dtype=torch.float32)
+    return RenderJob(args=args, wire=dtype_by_name(dtype), codec=codec_by_name("zstd"),
+                     request_id=0, arrived=time.perf_counter())
+
+
+@pytest.mark.parametrize("piece_work", [200, 5_000, 1 << 24])
+@pytest.mark.parametrize("shape,dtype,visible", [
+    ((2, 5, 3), "float32", None),  # (B, N, K): by sample, keypoint and instance range
+    ((2, 7, 3), "uint8", 0.7),
+    ((3, 4), "bfloat16", None),
+])
+def test_pieces_of_any_size_render_exactly_the_whole(device, monkeypatch, piece_work, shape, dtype,
+                                                     visible):
+    job = _instances_job(shape, (32, 40), dtype=dtype, visible=visible)
+    batcher = Batcher(device, max_delay_us=0)
+    try:
+        whole = asyncio.run(batcher.render(job))
+        expected = [whole.arrays[0].copy(), whole.weights.copy()]
+        whole.release()
+        monkeypatch.setattr(device_module, "PIECE_WORK", piece_work)
+        pieces = asyncio.run(batcher.render(job))
+    finally:
+        batcher.close()
+    np.testing.assert_array_equal(pieces.arrays[0], expected[0])
+    np.testing.assert_array_equal(pieces.weights, expected[1])
+    pieces.release()
+
+
+def test_a_render_whose_callers_all_went_away_stops_at_a_piece_boundary(device, monkeypatch):
+    monkeypatch.setattr(device_module, "PIECE_WORK", 64 * 64)  # one keypoint plane per piece
+    batcher = Batcher(device, max_delay_us=0)
+    rendered = []
+    real = device_module.DeviceRenderer._render_piece
+
+    def slow_piece(self, *args):
+        rendered.append(1)
+        time.sleep(0.02)
+        return real(self, *args)
+
+    monkeypatch.setattr(device_module.DeviceRenderer, "_render_piece", slow_piece)
+
+    async def abandon():
+        task = asyncio.ensure_future(batcher.render(_job(1, keypoints=200, size=(64, 64))))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        await asyncio.sleep(0.3)
+
+    try:
+        asyncio.run(abandon())
+    finally:
+        batcher.close()
+    assert batcher.abandoned == 1
+    assert len(rendered) < 100  # of 200 pieces

@@ -122,16 +122,19 @@ def test_profiles_over_the_limit_are_resource_exhausted(channel):
 @pytest.mark.timeout(120)
 def test_a_full_queue_is_resource_exhausted_and_the_server_recovers():
     # While a heavy request holds the device thread, one request may wait (--max-queue 1): of six
-    # more, sent together, five bounce.
+    # more, sent together, five bounce. They are heavy too (over a piece of work each), so none
+    # is served between the blocker's pieces.
     port = free_port()
-    with running_server("--max-queue", "1", "--metrics-port", str(port)) as server:
+    flags = ("--max-queue", "1", "--metrics-port", str(port), "--max-work-elements", str(1 << 33))
+    with running_server(*flags) as server:
         with HeatmapClient(server.target, timeout=60) as client:
             busy, _ = busy_request(client)
+            heavy = np.zeros((1, 24, 2), np.float32)
 
             def render(width: int):
                 try:
-                    return client.render(np.zeros((1, 2, 2), np.float32), size=(8, width),
-                                         sigma=1.0)
+                    return client.render(heavy, size=(1024, 1024 + width), sigma=1.0,
+                                         dtype="uint8")
                 except HeatmapError as error:
                     return error
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,7 +17,10 @@ from probes import free_port, scrape, wait_for
 KEYPOINTS = np.random.default_rng(1).uniform(0, 32, size=(2, 5, 2)).astype(np.float32)
 HISTOGRAMS = ("heatmap_queue_seconds", "heatmap_render_seconds", "heatmap_encode_seconds",
               "heatmap_request_seconds", "heatmap_coalesced_requests")
-GAUGES = ("heatmap_in_flight_requests", "heatmap_queue_depth", "heatmap_device_memory_bytes")
+GAUGES = ("heatmap_in_flight_requests", "heatmap_queue_depth", "heatmap_device_memory_bytes",
+          "heatmap_reply_budget_in_use_bytes", "heatmap_reply_budget_limit_bytes",
+          "heatmap_buffer_pool_idle_bytes", "heatmap_buffer_pool_leased_bytes",
+          "heatmap_buffer_pool_limit_bytes")
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +84,37 @@ def test_calls_are_counted_by_rpc_and_code(metered):
     else:
         assert after.value("heatmap_device_memory_bytes") > 0
 
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.parametrize("path", ["/", "/debug", "/../../etc/passwd", "/metricsx", "/metrics/x"])
+def test_only_metrics_is_served(metered, path):
+    _, port = metered
+    assert _status(f"http://127.0.0.1:{port}{path}") == 404
+    assert _status(f"http://127.0.0.1:{port}/metrics?name=x") == 200
+
+
+def test_the_budget_gauges_show_their_limits_and_return_to_zero(metered):
+    server, port = metered
+    with HeatmapClient(server.target, timeout=30) as client:
+        client.render(KEYPOINTS, size=(64, 64), sigma=2.0)
+    samples = scrape(port)
+    assert samples.value("heatmap_reply_budget_limit_bytes") == 512 << 20
+    assert samples.value("heatmap_buffer_pool_limit_bytes") == 256 << 20
+    assert wait_for(lambda: scrape(port).value("heatmap_reply_budget_in_use_bytes") == 0)
+    assert scrape(port).value("heatmap_buffer_pool_leased_bytes") == 0
+
+
+def test_the_metrics_endpoint_binds_its_own_host():
+    port = free_port()
+    with running_server("--metrics-port", str(port), "--metrics-host", "127.0.0.2"):
+        assert _status(f"http://127.0.0.2:{port}/metrics") == 200
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)

@@ -27,6 +27,9 @@ from heatmap.v1 import heatmap_pb2 as pb
 from . import __version__
 from .auth import BearerTokenInterceptor, read_token
 from .batching import Batcher
+from .budget import ByteBudget
+from .buffers import BufferPool
+from .departures import quiet_departed_clients
 from .health import HealthService
 from .metrics import Metrics
 from .process import LISTENING
@@ -60,8 +63,17 @@ class ServerConfig:
     max_request_bytes: int = ServiceLimits.max_request_bytes
     max_side: int = ServiceLimits.max_side
     max_instances: int = ServiceLimits.max_instances
+    max_work_elements: int = ServiceLimits.max_work_elements
+    reply_budget_bytes: int = 512 << 20
+    budget_wait_s: float = 10.0
+    stream_window_bytes: int = 64 << 20
+    send_timeout_s: float = 120.0
+    max_concurrent_rpcs: int = 256
+    pool_idle_bytes: int = 256 << 20
+    pool_idle_s: float = 30.0
     grace_s: float = 10.0
     metrics_port: int = 0
+    metrics_host: str = ""
     auth_token_file: str = ""
     tls_cert: str = ""
     tls_key: str = ""
@@ -84,8 +96,21 @@ _HELP = {
     "max_request_bytes": "largest request message in bytes",
     "max_side": "largest heatmap side in pixels",
     "max_instances": "most instances N per sample (each is one more pass over the output)",
+    "max_work_elements": "largest N*B*K*H*W per dense request, the device's work "
+                         "(RESOURCE_EXHAUSTED beyond)",
+    "reply_budget_bytes": "reply bytes rendered, encoded or waiting to be sent, server-wide; "
+                          "replies over 1/16 of it share 5/8 of it",
+    "budget_wait_s": "seconds a reply waits for room in the reply budget (RESOURCE_EXHAUSTED "
+                     "after)",
+    "stream_window_bytes": "reply bytes one RenderStream renders ahead of its reader (one reply "
+                           "always goes)",
+    "send_timeout_s": "a call whose client takes no chunk for this long is cut off",
+    "max_concurrent_rpcs": "calls served at once (RESOURCE_EXHAUSTED beyond)",
+    "pool_idle_bytes": "idle output buffers the pool keeps for reuse",
+    "pool_idle_s": "seconds an idle pooled buffer is kept before it is freed",
     "grace_s": "seconds in-flight calls get to finish on SIGTERM",
-    "metrics_port": "Prometheus metrics HTTP port (0 disables)",
+    "metrics_port": "Prometheus metrics HTTP port (0 disables); serves /metrics only",
+    "metrics_host": "address the metrics endpoint listens on (empty: the same as --host)",
     "auth_token_file": "file holding the bearer token every call but health must carry",
     "tls_cert": "PEM certificate chain; with --tls-key switches the port to TLS",
     "tls_key": "PEM private key for --tls-cert",
@@ -182,6 +207,13 @@ def _device_memory(device: torch.device):
     return lambda: float(torch.cuda.memory_reserved(device))
 
 
+async def _trim_now_and_then(pool: BufferPool) -> None:
+    # Takes and give-backs trim too; this frees what an idle server still holds.
+    while True:
+        await asyncio.sleep(max(0.5, min(pool.idle_s / 2, 10.0)))
+        pool.trim()
+
+
 async def serve(config: ServerConfig) -> None:
     """Runs the server until SIGTERM/SIGINT, then shuts down gracefully."""
     device = resolve_device(config.device)
@@ -196,8 +228,13 @@ async def serve(config: ServerConfig) -> None:
         max_request_bytes=config.max_request_bytes,
         max_side=config.max_side,
         max_instances=config.max_instances,
+        max_work_elements=config.max_work_elements,
     )
     metrics = Metrics(_device_memory(device))
+    budget = ByteBudget(config.reply_budget_bytes, on_change=metrics.budget_in_use.set)
+    metrics.budget_limit.set(config.reply_budget_bytes)
+    pool = BufferPool(max_bytes=config.pool_idle_bytes, idle_s=config.pool_idle_s)
+    metrics.watch_pool(pool)
     interceptors = []
     if config.auth_token_file:
         token = read_token(config.auth_token_file)
@@ -223,12 +260,18 @@ async def serve(config: ServerConfig) -> None:
         max_delay_us=config.max_delay_us,
         max_batch_keypoints=config.max_batch_keypoints,
         max_queue=config.max_queue,
+        pool=pool,
         on_stopped=device_stopped,
     )
     encoders = ThreadPoolExecutor(max_workers=config.encode_threads, thread_name_prefix="encode")
-    server = grpc.aio.server(options=_server_options(limits), interceptors=interceptors)
+    server = grpc.aio.server(
+        options=_server_options(limits), interceptors=interceptors,
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+    )
     service = HeatmapRendererService(
-        batcher, encoders, limits, metrics, encode_workers=config.encode_threads
+        batcher, encoders, limits, metrics, encode_workers=config.encode_threads,
+        budget=budget, budget_wait_s=config.budget_wait_s,
+        stream_window_bytes=config.stream_window_bytes, send_timeout_s=config.send_timeout_s,
     )
     add_to_server(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -246,8 +289,10 @@ async def serve(config: ServerConfig) -> None:
         raise SystemExit(f"heatmap-server: cannot listen on {address}")
     metrics_server = None
     if config.metrics_port:
-        metrics_server, _ = metrics.serve(config.host, config.metrics_port)
-        log.info("metrics on http://%s:%d/metrics", config.host, config.metrics_port)
+        metrics_host = config.metrics_host or config.host
+        metrics_server, _ = metrics.serve(metrics_host, config.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", metrics_host, config.metrics_port)
+    trimmer = asyncio.ensure_future(_trim_now_and_then(pool))
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -265,6 +310,7 @@ async def serve(config: ServerConfig) -> None:
     log.info("shutting down: NOT_SERVING, %.1f s grace for in-flight calls", config.grace_s)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(config.grace_s)
+    trimmer.cancel()
     batcher.close()
     encoders.shutdown(wait=True)
     if metrics_server is not None:
@@ -279,4 +325,5 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    quiet_departed_clients()
     asyncio.run(serve(config))

@@ -8,7 +8,10 @@ calling one batch at a time would otherwise pay the whole delay on every call fo
 load the requests come closer together than the delay and wait as before.
 
 One thread runs every device call (:class:`~heatmap_server.device.DeviceRenderer`), so CUDA work
-is serialised without locks and the asyncio event loop never waits on rendering.
+is serialised without locks and the asyncio event loop never waits on rendering. A heavy render
+goes piece by piece; between its pieces the thread stops it if every caller went away, and serves
+the light groups (at most ``PIECE_WORK`` each) queued meanwhile, so one heavy request cannot hold
+every other caller for seconds.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .buffers import BufferPool
-from .device import DeviceRenderer
+from .device import PIECE_WORK, Abandoned, DeviceRenderer, job_work
 from .jobs import Rendered, RenderJob
 
 __all__ = [
@@ -98,6 +101,7 @@ class Batcher:
         self._last_arrival = -float("inf")
         self._condition = threading.Condition()
         self._closed = False
+        self.abandoned = 0  # renders stopped at a piece boundary: every caller went away
         self._thread = threading.Thread(target=self._run, name="device", daemon=True)
         self._thread.start()
 
@@ -158,6 +162,35 @@ class Batcher:
                     return group
                 self._condition.wait(remaining)
 
+    def _next_light_group(self) -> list[_Entry] | None:
+        """The first queued light job and the jobs it coalesces with, taken now (no waiting)."""
+        with self._condition:
+            first = next(
+                (entry for entry in self._pending if job_work(entry.job) <= PIECE_WORK), None
+            )
+            if first is None:
+                return None
+            self._pending.remove(first)
+            group, keypoints = [first], first.job.keypoint_count
+            for entry in list(self._pending):
+                fits = keypoints + entry.job.keypoint_count <= self.max_batch_keypoints
+                if fits and entry.job.key == first.job.key and job_work(entry.job) <= PIECE_WORK:
+                    group.append(entry)
+                    keypoints += entry.job.keypoint_count
+                    self._pending.remove(entry)
+            return group
+
+    def _between_pieces(self, group: list[_Entry]) -> None:
+        """Runs between the pieces of ``group``'s render, on the device thread."""
+        if all(entry.cancelled.is_set() for entry in group):
+            raise Abandoned(f"{len(group)} callers went away")
+        # Light work only, and a bounded number of groups: no nesting, no starving the heavy one.
+        for _ in range(8):
+            light = self._next_light_group()
+            if light is None:
+                return
+            self._render_group(light, between_pieces=None)
+
     def _run(self) -> None:
         try:
             if self.device.type == "cuda":
@@ -178,16 +211,22 @@ class Batcher:
 
     def _serve(self) -> None:
         while (group := self._next_group()) is not None:
-            group = [entry for entry in group if not entry.cancelled.is_set()]
-            if not group:
-                continue
-            try:
-                results: list = self._renderer.render([entry.job for entry in group])
-                errors: list = [None] * len(group)
-            except Exception as error:  # noqa: BLE001 - reported to every caller of the group
-                results, errors = [None] * len(group), [error] * len(group)
-            for entry, result, error in zip(group, results, errors):
-                entry.loop.call_soon_threadsafe(_deliver, entry.future, result, error)
+            self._render_group(group, between_pieces=self._between_pieces)
+
+    def _render_group(self, group: list[_Entry], between_pieces) -> None:
+        group = [entry for entry in group if not entry.cancelled.is_set()]
+        if not group:
+            return
+        hook = None if between_pieces is None else (lambda: between_pieces(group))
+        try:
+            results: list = self._renderer.render([entry.job for entry in group], hook)
+            errors: list = [None] * len(group)
+        except Exception as error:  # noqa: BLE001 - reported to every caller of the group
+            if isinstance(error, Abandoned):
+                self.abandoned += 1
+            results, errors = [None] * len(group), [error] * len(group)
+        for entry, result, error in zip(group, results, errors):
+            entry.loop.call_soon_threadsafe(_deliver, entry.future, result, error)
 
     def close(self) -> None:
         """Renders what is queued, then stops the device thread."""

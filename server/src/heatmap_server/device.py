@@ -7,11 +7,18 @@ CUDA every piece is rendered and converted on the device and copied into pinned 
 dedicated stream, so the copy of one piece overlaps the render of the next. A CUDA
 out-of-memory error retries the group in more, smaller pieces. SimCC labels are small
 (B*N*K*(Wx+Hy)): they render in one call and are converted to the wire dtype on the device.
+
+Pieces are also sized by work (``PIECE_WORK`` element passes, N x B x K x H x W, a few ms on a
+CPU core): a heavy request is many pieces, a sample split by keypoints where one sample is too
+much. Between pieces the caller's ``between_pieces`` runs: it raises :class:`Abandoned` when every
+caller went away, and lets lighter work queued meanwhile go first.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -27,7 +34,27 @@ from .render import (
     simcc_from_args,
 )
 
-__all__ = ["DeviceRenderer", "torch_dtype"]
+__all__ = ["PIECE_WORK", "Abandoned", "DeviceRenderer", "job_work", "torch_dtype"]
+
+# Element passes (N x B x K x H x W) per piece of a dense render.
+PIECE_WORK = 16 * 1024 * 1024
+
+
+class Abandoned(Exception):
+    """Every caller of a render went away; it stopped at a piece boundary."""
+
+
+def job_work(job: RenderJob) -> int:
+    """What a job costs the device, in element passes: N x B x K x H x W for a dense render
+    (each instance is one more max-merge pass), B x N x K x (H + W) for profiles and
+    B x N x K x (Hy + Wx) for SimCC labels."""
+    batch, instances, keypoints, _ = job.args.keypoints.shape
+    if job.simcc:
+        return batch * instances * keypoints * sum(job.args.label_size)
+    height, width = job.args.size
+    if job.separable:
+        return batch * instances * keypoints * (height + width)
+    return batch * instances * keypoints * height * width
 
 # The integer storage of the fixed-point wire dtypes, as torch dtypes.
 _FIXED_POINT_STORAGE = {np.dtype("<u2"): torch.uint16, np.dtype("u1"): torch.uint8}
@@ -49,6 +76,51 @@ def _release_all(lease: Lease, users: int) -> None:
         lease.release()
 
 
+_ALL = slice(None)
+
+
+def _piece(args: RenderArgs, rows: slice, keys: slice, instances: slice) -> RenderArgs:
+    """``args`` for samples ``rows``, ``instances`` and keypoints ``keys``: every per-sample field
+    is ``(B, N, K, ...)``; per-keypoint sigmas are sliced along."""
+    fields = getattr(args, "PER_SAMPLE_FIELDS", ("keypoints", "visibility"))
+    parts = {
+        name: None if getattr(args, name) is None else getattr(args, name)[rows, instances, keys]
+        for name in fields
+    }
+    sigmas = args.sigmas if len(args.sigmas) <= 1 else args.sigmas[keys]
+    return replace(args, sigmas=sigmas, **parts)
+
+
+def _pieces(args: RenderArgs, min_pieces: int) -> list[tuple[slice, slice, slice]]:
+    """(samples, keypoints, instances) slices of about ``PIECE_WORK`` each, and at least
+    ``min_pieces`` batch slices. Whole samples where they fit; else one sample's keypoints; else
+    one keypoint's instances, a few per piece (each later range is max-merged into the first)."""
+    batch, instances, keypoints, _ = args.keypoints.shape
+    height, width = args.size
+    per_sample = instances * keypoints * height * width
+    if per_sample == 0:
+        return [(_ALL, _ALL, _ALL)]  # nothing to draw, however many samples
+    rows = max(1, min(-(-batch // min_pieces), PIECE_WORK // per_sample))
+    if rows > 1 or per_sample <= PIECE_WORK or (keypoints <= 1 and instances <= 1):
+        return [(slice(start, start + rows), _ALL, _ALL) for start in range(0, batch, rows)]
+    per_keypoint = instances * height * width
+    if per_keypoint <= PIECE_WORK or instances <= 1:
+        keys = max(1, PIECE_WORK // per_keypoint)
+        return [
+            (slice(sample, sample + 1), slice(start, start + keys), _ALL)
+            for sample in range(batch)
+            for start in range(0, keypoints, keys)
+        ]
+    # Merging a range costs one more pass over the plane: ranges of a few pieces' work.
+    step = max(1, 8 * PIECE_WORK // (height * width))
+    return [
+        (slice(sample, sample + 1), slice(key, key + 1), slice(start, start + step))
+        for sample in range(batch)
+        for key in range(keypoints)
+        for start in range(0, instances, step)
+    ]
+
+
 class DeviceRenderer:
     """Renders groups of compatible jobs on ``device`` into buffers from ``pool``.
 
@@ -60,8 +132,14 @@ class DeviceRenderer:
         self.pool = pool
         self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
-    def render(self, jobs: list[RenderJob]) -> list[Rendered]:
+    def render(
+        self, jobs: list[RenderJob], between_pieces: Callable[[], None] | None = None
+    ) -> list[Rendered]:
         """One device call for ``jobs`` (equal keys); one :class:`Rendered` per job, in order.
+
+        Args:
+            between_pieces: called between the pieces of a dense render; what it raises (e.g.
+                :class:`Abandoned`) stops the render and gives its buffer back.
 
         Raises:
             torch.OutOfMemoryError: when even one sample at a time does not fit.
@@ -77,7 +155,9 @@ class DeviceRenderer:
             outputs = [_host(profiles.rows.contiguous()), _host(profiles.cols.contiguous())]
             weights_host = _host(profiles.weights)
         else:
-            host, lease, weights = self._dense(args, first, users=len(jobs))
+            host, lease, weights = self._dense(
+                args, first, users=len(jobs), between_pieces=between_pieces or (lambda: None)
+            )
             try:
                 outputs = [_host(host)]
                 weights_host = _host(weights)
@@ -122,7 +202,7 @@ class DeviceRenderer:
         return labels.to(torch_dtype(job.wire.render_as))
 
     def _dense(
-        self, args: RenderArgs, job: RenderJob, users: int
+        self, args: RenderArgs, job: RenderJob, users: int, between_pieces: Callable[[], None]
     ) -> tuple[torch.Tensor, Lease, torch.Tensor]:
         """Renders into a pooled host buffer shared by ``users``; on CUDA out of memory, retries
         in smaller pieces. Returns the host tensor, its lease and the weights."""
@@ -137,7 +217,8 @@ class DeviceRenderer:
         pieces = 1
         while True:
             try:
-                return host, lease, self._dense_pieces(args, job, host, pieces)
+                weights = self._dense_pieces(args, job, host, pieces, between_pieces)
+                return host, lease, weights
             except torch.OutOfMemoryError:
                 if pieces < batch:
                     if not on_cpu:
@@ -151,27 +232,71 @@ class DeviceRenderer:
                 raise
 
     def _dense_pieces(
-        self, args: RenderArgs, job: RenderJob, host: torch.Tensor, pieces: int
+        self,
+        args: RenderArgs,
+        job: RenderJob,
+        host: torch.Tensor,
+        min_pieces: int,
+        between_pieces: Callable[[], None],
     ) -> torch.Tensor:
-        """Renders ``args`` into ``host`` in ``pieces`` slices of the batch; returns the weights."""
-        batch = host.shape[0]
-        step = max(1, -(-batch // pieces))
-        weights = []
+        """Renders ``args`` into ``host`` piece by piece (at least ``min_pieces`` batch slices);
+        returns the weights, ``(B, N, K)`` or ``(B, K)`` as the keypoints were given."""
+        batch, instances, keypoints, _ = args.keypoints.shape
+        shape = (batch, instances, keypoints) if args.has_instances else (batch, keypoints)
+        weights = torch.empty(shape, dtype=torch.float32, device=args.keypoints.device)
         scratch: list[Lease] = []
         try:
-            for start in range(0, max(batch, 1), step):
-                rows = slice(start, start + step)
-                part = args.take(rows)
-                if self._copy_stream is None:
-                    weights.append(self._piece_on_cpu(part, job, host[rows]))
+            for index, (rows, keys, instance_range) in enumerate(_pieces(args, min_pieces)):
+                if index:
+                    between_pieces()
+                part = _piece(args, rows, keys, instance_range)
+                # Whole samples, or one sample's keypoint range: contiguous either way.
+                target = host[rows] if keys == _ALL else host[rows, keys]
+                later_instances = instance_range != _ALL and instance_range.start > 0
+                if later_instances:
+                    piece_weights = self._merged_piece(part, job, target, scratch)
                 else:
-                    weights.append(self._piece_on_cuda(part, job, host[rows], scratch))
+                    piece_weights = self._render_piece(part, job, target, scratch)
+                at = (rows, instance_range, keys) if args.has_instances else (rows, keys)
+                weights[at] = piece_weights
         finally:
             if self._copy_stream is not None:
                 self._copy_stream.synchronize()  # device buffers are reused only after their copy
             for lease in scratch:
                 lease.release()
-        return torch.cat(weights) if len(weights) > 1 else weights[0]
+        return weights
+
+    def _render_piece(
+        self, args: RenderArgs, job: RenderJob, target: torch.Tensor, scratch: list[Lease]
+    ) -> torch.Tensor:
+        """One piece into ``target`` (host); returns its weights."""
+        if self._copy_stream is None:
+            return self._piece_on_cpu(args, job, target)
+        weights = self._piece_on_cuda(args, job, target, scratch)
+        if len(scratch) > 8:  # bound the device scratch a many-piece render holds
+            self._copy_stream.synchronize()
+            for lease in scratch:
+                lease.release()
+            scratch.clear()
+        return weights
+
+    def _merged_piece(
+        self, args: RenderArgs, job: RenderJob, target: torch.Tensor, scratch: list[Lease]
+    ) -> torch.Tensor:
+        """Renders a later range of instances and max-merges it into ``target`` (exact: the
+        renderer merges instances by maximum, and quantisation is monotonic)."""
+        part, lease = self.pool.take(
+            tuple(target.shape), target.dtype, torch.device("cpu"),
+            pinned=self._copy_stream is not None,
+        )
+        try:
+            weights = self._render_piece(args, job, part, scratch)
+            if self._copy_stream is not None:
+                self._copy_stream.synchronize()  # both host planes complete before the merge
+            torch.maximum(target, part, out=target)
+        finally:
+            lease.release()
+        return weights
 
     def _quantize(self, values: torch.Tensor, job: RenderJob) -> torch.Tensor:
         """``round_half_even(v * scale)`` in place, for a fixed-point wire dtype."""

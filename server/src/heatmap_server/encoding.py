@@ -1,5 +1,9 @@
-"""A reply's payload, encoded on the encoder thread pool: compressed (or copied), checksummed and
+"""A reply's payload, encoded on the encoder thread pool: compressed (or viewed), checksummed and
 cut into chunk-sized pieces.
+
+Pieces are views, never copies: each is copied once, into its chunk, when gRPC takes that chunk.
+For codec ``none`` they are views of the rendered (pooled) buffer itself, which therefore stays
+leased until the reply's last chunk is taken.
 
 A large dense ``zstd`` payload is compressed as several frames at once, one slab of the tensor per
 encoder thread, and the frames are concatenated: still one zstd stream, which the client reads
@@ -26,21 +30,19 @@ MIN_SLAB_BYTES = 1 << 20
 class EncodedPayload(NamedTuple):
     """A reply's payload cut into chunk-sized pieces, and its CRC-32 for checksummed codecs."""
 
-    pieces: list[bytes]
+    pieces: list[memoryview]
     crc32: int | None
 
 
-def _cut(payload: bytes | memoryview, chunk_bytes: int) -> list[bytes]:
-    if isinstance(payload, bytes) and len(payload) <= chunk_bytes:
-        return [payload]
+def _cut(payload: bytes | memoryview, chunk_bytes: int) -> list[memoryview]:
     view = memoryview(payload)
     # An empty payload (B or K = 0, codec none) still makes a chunk: it carries header and weights.
     starts = range(0, max(len(view), 1), chunk_bytes)
-    return [bytes(view[start : start + chunk_bytes]) for start in starts]
+    return [view[start : start + chunk_bytes] for start in starts]
 
 
 def encode_payload(codec: Codec, arrays: list[np.ndarray], chunk_bytes: int) -> EncodedPayload:
-    """The whole payload in one task: compresses (or copies), checksums and cuts it."""
+    """The whole payload in one task: compresses (or views), checksums and cuts it."""
     payload = codec.encode(arrays)
     crc32 = payload_crc32([payload]) if codec.checksummed else None
     return EncodedPayload(_cut(payload, chunk_bytes), crc32)

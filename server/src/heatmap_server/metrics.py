@@ -1,12 +1,24 @@
-"""Prometheus metrics, on their own HTTP port (``--metrics-port``; 0 disables).
+"""Prometheus metrics, on their own HTTP port (``--metrics-port``; 0 disables) and host.
 
 One registry per server instance (not the process-global one), so tests and embedders can run
-several servers in a process without clashing names.
+several servers in a process without clashing names. The endpoint serves ``/metrics`` and nothing
+else (404), so a scanner learns nothing from it and no path reaches another handler.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 __all__ = ["Metrics"]
 
@@ -62,7 +74,57 @@ class Metrics:
             "heatmap_device_memory_bytes", "Device memory held by torch (0 on CPU)", registry=registry
         )
         self.device_memory.set_function(device_memory)
+        self.budget_in_use = Gauge(
+            "heatmap_reply_budget_in_use_bytes",
+            "Reply bytes rendered, encoded or waiting to be sent (held from the reply budget)",
+            registry=registry,
+        )
+        self.budget_limit = Gauge(
+            "heatmap_reply_budget_limit_bytes", "The reply budget (--reply-budget-bytes)",
+            registry=registry,
+        )
+        self.pool_idle = Gauge(
+            "heatmap_buffer_pool_idle_bytes", "Output buffers kept idle for reuse", registry=registry
+        )
+        self.pool_leased = Gauge(
+            "heatmap_buffer_pool_leased_bytes", "Output buffers in use by replies", registry=registry
+        )
+        self.pool_limit = Gauge(
+            "heatmap_buffer_pool_limit_bytes", "Idle bytes the pool may keep (--pool-idle-bytes)",
+            registry=registry,
+        )
+        self.stalled_calls = Counter(
+            "heatmap_stalled_calls", "Calls cut off because the client took no chunk in time",
+            registry=registry,
+        )
 
-    def serve(self, host: str, port: int):
-        """Starts the metrics HTTP server; returns ``(server, thread)``."""
-        return start_http_server(port, addr=host, registry=self.registry)
+    def watch_pool(self, pool) -> None:
+        """Gauges of ``pool``'s idle and leased bytes and its idle budget."""
+        self.pool_idle.set_function(lambda: float(pool.idle_bytes))
+        self.pool_leased.set_function(lambda: float(pool.leased_bytes))
+        self.pool_limit.set(pool.max_bytes)
+
+    def serve(self, host: str, port: int) -> tuple[ThreadingHTTPServer, threading.Thread]:
+        """Starts the metrics HTTP server (``/metrics`` only); returns ``(server, thread)``."""
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if urlsplit(self.path).path != "/metrics":
+                    self.send_error(404, "only /metrics is served here")
+                    return
+                body = generate_latest(registry)
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args) -> None:  # noqa: A002
+                pass  # scrapes every few seconds would drown the server's own log
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+        thread.start()
+        return server, thread

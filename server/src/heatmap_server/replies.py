@@ -1,11 +1,14 @@
-"""Replies out: a rendered job encoded, framed and measured.
+"""Replies out: a rendered job encoded, framed and measured, within the reply budget.
 
 Everything a reply needs comes from its :class:`RenderJob` (request id, wire dtype, codec,
-arrival), so no request message is kept beside it.
+arrival), so no request message is kept beside it. A reply reserves its rendered bytes from the
+server's :class:`~heatmap_server.budget.ByteBudget` before it is queued for the device, and holds
+them until :meth:`Reply.close` (after gRPC took its last chunk, or when its caller went away).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -17,12 +20,61 @@ from heatmap.v1 import heatmap_pb2 as pb
 from heatmap_client.wire import TARGETS, reply_chunks, tensor_from_array
 
 from .batching import Batcher, BatcherClosed, QueueFull
-from .encoding import encode_reply
+from .budget import ByteBudget, Grant
+from .encoding import EncodedPayload, encode_payload, encode_reply
 from .errors import RequestError
 from .jobs import Rendered, RenderJob
 from .metrics import Metrics
 
-__all__ = ["ReplyMaker"]
+__all__ = ["Reply", "ReplyMaker", "reply_bytes"]
+
+
+def reply_bytes(job: RenderJob) -> int:
+    """Host bytes a job's rendered reply holds: the dense tensor in its wire storage, the two
+    float32 profiles for ``separable``, or SimCC's x and y labels, plus the float32 weights."""
+    args = job.args
+    batch, instances, keypoints, _ = args.keypoints.shape
+    weights = batch * instances * keypoints * 4
+    if job.simcc:
+        label_height, label_width = args.label_size
+        return batch * instances * keypoints * (label_height + label_width) * job.wire.itemsize \
+            + weights
+    height, width = args.size
+    if job.separable:
+        return batch * instances * keypoints * (height + width) * 4 + weights
+    return batch * keypoints * height * width * job.wire.itemsize + weights
+
+
+class Reply:
+    """One reply ready to send: its chunks are made (each payload piece copied once) as they are
+    taken. :meth:`close` gives its memory back (buffer lease and budget bytes); call it always."""
+
+    def __init__(
+        self,
+        request_id: int,
+        header: pb.TensorHeader,
+        payload: EncodedPayload,
+        weights: pb.Tensor,
+        timings: pb.Timings,
+        holds: list,
+    ):
+        self.request_id = request_id
+        self.header = header
+        self._payload = payload
+        self._weights = weights
+        self._timings = timings
+        self._holds = holds  # what close() releases: a buffer lease (codec none), the grant
+
+    def chunks(self) -> Iterator[pb.RenderChunk]:
+        return reply_chunks(
+            self.request_id, self.header, self._payload.pieces, self._weights, self._timings
+        )
+
+    def close(self) -> None:
+        holds, self._holds = self._holds, []
+        self._payload = EncodedPayload([], None)
+        for hold in holds:
+            hold.release()
 
 
 def _shapes(job: RenderJob, rendered: Rendered) -> dict:
@@ -37,7 +89,11 @@ def _shapes(job: RenderJob, rendered: Rendered) -> dict:
 
 
 class ReplyMaker:
-    """Renders a job on the batcher, encodes it on the encoder pool and frames its chunks."""
+    """Renders a job on the batcher, encodes it on the encoder pool and frames its chunks.
+
+    Args:
+        budget: the server's reply budget; ``budget_wait_s`` how long a reply waits for room.
+    """
 
     def __init__(
         self,
@@ -46,23 +102,22 @@ class ReplyMaker:
         encode_workers: int,
         chunk_bytes: int,
         metrics: Metrics,
+        budget: ByteBudget,
+        budget_wait_s: float,
     ):
         self._batcher = batcher
         self._encoders = encoders
         self._encode_workers = encode_workers  # the threads behind ``encoders``
         self._chunk_bytes = chunk_bytes
         self._metrics = metrics
+        self._budget = budget
+        self._budget_wait_s = budget_wait_s
 
-    async def make(self, job: RenderJob) -> Iterator[pb.RenderChunk]:
-        """The reply's chunks, made as they are taken.
-
-        Raises:
-            RequestError: RESOURCE_EXHAUSTED (queue full, device memory), UNAVAILABLE (closing).
-        """
+    async def _render(self, job: RenderJob) -> Rendered:
         metrics = self._metrics
         metrics.queue_depth.inc()
         try:
-            rendered = await self._batcher.render(job)
+            return await self._batcher.render(job)
         except QueueFull as full:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue", f"full ({full})") from None
         except BatcherClosed as closed:
@@ -74,16 +129,51 @@ class ReplyMaker:
             ) from None
         finally:
             metrics.queue_depth.dec()
-        started = time.perf_counter()
-        try:
-            pieces, crc32 = await encode_reply(
+
+    async def _encode(self, job: RenderJob, rendered: Rendered, grant: Grant) -> EncodedPayload:
+        """The payload's pieces. Codec ``none`` views the rendered buffer, which stays leased
+        until the reply closes; a compressed payload frees it and shrinks ``grant`` to itself."""
+        if not job.codec.checksummed:
+            return encode_payload(job.codec, rendered.arrays, self._chunk_bytes)
+        work = asyncio.ensure_future(
+            encode_reply(
                 job.codec, rendered.arrays, self._chunk_bytes, self._encoders, self._encode_workers
             )
-        finally:
-            # The arrays may be views of a pooled buffer: it is reusable once encoded.
-            rendered.release()
+        )
+        try:
+            payload = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # The encoder threads still read the buffer: it is given back when they are done.
+            work.add_done_callback(lambda _: rendered.release())
+            raise
+        rendered.release()
+        grant.resize(sum(len(piece) for piece in payload.pieces))
+        return payload
+
+    async def make(self, job: RenderJob) -> Reply:
+        """The reply, rendered and encoded; its chunks are made as they are taken.
+
+        Raises:
+            RequestError: RESOURCE_EXHAUSTED (reply budget, queue full, device memory),
+                UNAVAILABLE (closing).
+        """
+        metrics = self._metrics
+        grant = await self._budget.acquire(reply_bytes(job), self._budget_wait_s)
+        try:
+            rendered = await self._render(job)
+            started = time.perf_counter()
+            try:
+                payload = await self._encode(job, rendered, grant)
+            except BaseException:
+                if job.codec.checksummed:
+                    raise  # _encode gives the buffer back
+                rendered.release()
+                raise
+        except BaseException:
+            grant.release()
+            raise
         encoded = time.perf_counter()
-        payload_bytes = sum(len(piece) for piece in pieces)
+        payload_bytes = sum(len(piece) for piece in payload.pieces)
         header = pb.TensorHeader(
             **_shapes(job, rendered),
             dtype=job.wire.proto,
@@ -91,7 +181,7 @@ class ReplyMaker:
             payload_bytes=payload_bytes,
             decoded_bytes=sum(array.nbytes for array in rendered.arrays),
             instances=rendered.instances,
-            payload_crc32=crc32,
+            payload_crc32=payload.crc32,
         )
         timings = pb.Timings(
             queue_us=rendered.queue_us,
@@ -108,4 +198,5 @@ class ReplyMaker:
         metrics.bytes_out.inc(payload_bytes)
         metrics.renders.labels("OK").inc()
         weights = tensor_from_array(rendered.weights, "weights")
-        return reply_chunks(job.request_id, header, pieces, weights, timings)
+        holds = [grant] if job.codec.checksummed else [rendered, grant]
+        return Reply(job.request_id, header, payload, weights, timings, holds)

@@ -45,6 +45,8 @@ class ServiceLimits:
     chunk_bytes: int = 1024 * 1024
     max_side: int = 4096
     max_instances: int = 128
+    # N*B*K*H*W, the element passes of a dense render (~1 s on two CPU cores at the default).
+    max_work_elements: int = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,10 @@ def _known(table: dict, value: int, field: str):
     return table[value]
 
 
-def _check_work(keypoints_shape: tuple[int, ...], request: pb.RenderRequest, limits: ServiceLimits):
+def _check_work(
+    keypoints_shape: tuple[int, ...], request: pb.RenderRequest, limits: ServiceLimits,
+    separable: bool,
+):
     batch, keypoint_count = keypoints_shape[0], keypoints_shape[-2]
     instances = keypoints_shape[1] if len(keypoints_shape) == 4 else 1
     elements = batch * keypoint_count * request.height * request.width
@@ -102,6 +107,14 @@ def _check_work(keypoints_shape: tuple[int, ...], request: pb.RenderRequest, lim
                 f"output of {count} elements ({what}) exceeds the limit of "
                 f"{limits.max_output_elements}",
             )
+    if not separable and instances * elements > limits.max_work_elements:
+        # What the device pays: every instance is one more pass over the dense output.
+        raise RequestError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "keypoints",
+            f"work of {instances * elements} element passes (N*B*K*H*W) exceeds the limit of "
+            f"{limits.max_work_elements}",
+        )
 
 
 def _tensors(request: pb.RenderRequest):
@@ -161,7 +174,7 @@ def job_from_request(
             raise invalid(field, f"{side} exceeds the server's largest side ({limits.max_side})")
     keypoints, visibility = _tensors(request)
     if keypoints.ndim in (3, 4):
-        _check_work(keypoints.shape, request, limits)
+        _check_work(keypoints.shape, request, limits, codec.separable)
     sigma = _sigma(request)
     input_size = None
     if coords == "pixel" or request.input_height or request.input_width:

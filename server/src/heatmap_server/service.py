@@ -24,9 +24,10 @@ from heatmap_client.wire import CODECS, COORDINATE_SPACES, DTYPES, METHODS, SMOO
 
 from . import __version__
 from .batching import Batcher
+from .budget import ByteBudget
 from .errors import RequestError
 from .metrics import Metrics
-from .replies import ReplyMaker
+from .replies import ReplyMaker, reply_bytes
 from .requests import ServiceLimits, UndecodableRequest, job_from_request, parser
 
 __all__ = [
@@ -38,7 +39,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# RenderStream replies being rendered or encoded ahead of the one being sent.
+# RenderStream replies being rendered or encoded ahead of the one being sent, at most (the stream
+# window in bytes bounds them as well).
 STREAM_WINDOW = 8
 
 
@@ -48,8 +50,77 @@ class _Outcome:
     code: grpc.StatusCode = grpc.StatusCode.OK
 
 
+class _SendWatch:
+    """Cuts a call off when gRPC takes none of its chunks for ``timeout_s``: a client that never
+    reads would otherwise hold its reply (or its stream's window) for as long as it likes.
+
+    A cut gives the call's memory back at once (``releases``, which the handler keeps current)
+    and makes no further chunk. gRPC's Python server cannot reset a stream whose write is pending,
+    so the chunk already handed over stays in gRPC until the client reads it (then the call ends
+    with DEADLINE_EXCEEDED, see :meth:`end_if_cut`), its deadline passes or its connection closes
+    (``grpc.max_connection_age_ms`` plus its grace).
+    """
+
+    def __init__(self, timeout_s: float, on_cut, context: grpc.aio.ServicerContext):
+        self._timeout_s = timeout_s
+        self._on_cut = on_cut
+        self._context = context
+        self._timer: asyncio.TimerHandle | None = None
+        self.releases: list = []
+        self.cut = False
+
+    def chunks(self, chunks):
+        """``chunks``, each one watched until gRPC has taken it (the generator resumes); none
+        once the client has gone away or the call was cut off."""
+        loop = asyncio.get_running_loop()
+        for chunk in chunks:
+            if self.cut or self._context.cancelled():
+                return
+            self._timer = loop.call_later(self._timeout_s, self._cut)
+            yield chunk
+            self._timer.cancel()
+
+    def _cut(self) -> None:
+        self.cut = True
+        self._on_cut()
+        releases, self.releases = self.releases, []
+        for release in releases:
+            release()
+
+    async def end_if_cut(self, outcome: _Outcome) -> None:
+        """Ends a call that was cut off with DEADLINE_EXCEEDED (from its handler)."""
+        if self.cut:
+            outcome.code = grpc.StatusCode.DEADLINE_EXCEEDED
+            await self._context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"reply: the client took no chunk for {self._timeout_s:g} s (--send-timeout-s)",
+            )
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _discard(task: asyncio.Future) -> None:
+    """Cancels a reply being made; one that was made already is closed (its memory returns)."""
+    task.cancel()
+
+    def close(done: asyncio.Future) -> None:
+        if not done.cancelled() and done.exception() is None:
+            done.result().close()
+
+    task.add_done_callback(close)
+
+
 class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
-    """``heatmap.v1.HeatmapRenderer`` on the dynamic batcher and an encoder thread pool."""
+    """``heatmap.v1.HeatmapRenderer`` on the dynamic batcher and an encoder thread pool.
+
+    Args:
+        budget: the server's reply budget (every reply's bytes until sent).
+        budget_wait_s: how long a reply may wait for room in it.
+        stream_window_bytes: reply bytes one RenderStream may hold ahead of its reader.
+        send_timeout_s: a call whose client takes no chunk for this long is cut off.
+    """
 
     def __init__(
         self,
@@ -58,11 +129,29 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         limits: ServiceLimits,
         metrics: Metrics,
         encode_workers: int = 1,
+        *,
+        budget: ByteBudget | None = None,
+        budget_wait_s: float = 10.0,
+        stream_window_bytes: int = 64 << 20,
+        send_timeout_s: float = 120.0,
     ):
         self._batcher = batcher
         self._limits = limits
         self._metrics = metrics
-        self._replies = ReplyMaker(batcher, encoders, encode_workers, limits.chunk_bytes, metrics)
+        budget = budget or ByteBudget(512 << 20, on_change=metrics.budget_in_use.set)
+        self._stream_window_bytes = stream_window_bytes
+        self._send_timeout_s = send_timeout_s
+        self._replies = ReplyMaker(
+            batcher, encoders, encode_workers, limits.chunk_bytes, metrics, budget, budget_wait_s
+        )
+
+    def _watch(self, rpc: str, context: grpc.aio.ServicerContext) -> _SendWatch:
+        def cut() -> None:
+            self._metrics.stalled_calls.inc()
+            log.warning("%s: the client took no chunk for %.0f s; cut off", rpc,
+                        self._send_timeout_s)
+
+        return _SendWatch(self._send_timeout_s, cut, context)
 
     @contextlib.asynccontextmanager
     async def _observe(self, rpc: str, context: grpc.aio.ServicerContext):
@@ -98,58 +187,92 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         async with self._observe("Render", context) as outcome:
             try:
                 job = job_from_request(request, self._limits, time.perf_counter())
-                chunks = await self._replies.make(job)
+                reply = await self._replies.make(job)
             except RequestError as error:
                 await self._refuse(context, outcome, error)
                 return
-            for chunk in chunks:
-                yield chunk
+            watch = self._watch("Render", context)
+            watch.releases = [reply.close]
+            try:
+                for chunk in watch.chunks(reply.chunks()):
+                    yield chunk
+            finally:
+                watch.stop()
+                reply.close()
+            await watch.end_if_cut(outcome)
 
     async def RenderStream(
         self, request_iterator: AsyncIterator[pb.RenderRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RenderChunk]:
-        # Requests are read and started ahead (up to STREAM_WINDOW) while earlier replies are
-        # being sent, so render and encode overlap the client's decode; replies stay in order.
+        # Requests are read and started ahead while earlier replies are being sent, so render and
+        # encode overlap the client's decode; replies stay in order. A reply is started only once
+        # it has won its bytes in the stream's window: a reader that stalls stops the rendering.
         pending: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
+        window = ByteBudget(
+            self._stream_window_bytes, name="stream window", flag="--stream-window-bytes",
+            keep_room=False, lone_grant_any_size=True,
+        )
 
         async def read_requests() -> None:
+            cancelled = False
             try:
                 async for request in request_iterator:
                     try:
                         job = job_from_request(request, self._limits, time.perf_counter())
                     except RequestError as error:
-                        await pending.put((request.request_id, error))
+                        await pending.put((request.request_id, error, None))
                         return
+                    slot = await window.acquire(reply_bytes(job))
                     task = asyncio.ensure_future(self._replies.make(job))
                     try:
-                        await pending.put((request.request_id, task))
+                        await pending.put((request.request_id, task, slot))
                     except asyncio.CancelledError:
-                        task.cancel()  # the stream ended while the window was full
+                        _discard(task)  # the stream ended while the window was full
+                        slot.release()
                         raise
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
-                await pending.put(None)
+                if not cancelled:
+                    await pending.put(None)
+
+        def drain() -> None:
+            """Discards the replies started ahead (their memory returns)."""
+            while not pending.empty():
+                item = pending.get_nowait()
+                if item is not None and item[2] is not None:
+                    _discard(item[1])
+                    item[2].release()
 
         reader = asyncio.ensure_future(read_requests())
+        watch = self._watch("RenderStream", context)
         try:
             async with self._observe("RenderStream", context) as outcome:
                 while (item := await pending.get()) is not None:
-                    request_id, work = item
+                    request_id, work, slot = item
                     try:
                         if isinstance(work, RequestError):
                             raise work
-                        chunks = await work
+                        reply = await work
                     except RequestError as error:
                         await self._refuse(context, outcome, error, f"request {request_id}: ")
                         return
-                    for chunk in chunks:
-                        yield chunk
+                    watch.releases = [reader.cancel, drain, reply.close, slot.release]
+                    try:
+                        for chunk in watch.chunks(reply.chunks()):
+                            yield chunk
+                    finally:
+                        reply.close()
+                        slot.release()
+                    await watch.end_if_cut(outcome)
+                    if context.cancelled():
+                        return  # the client went away: nothing more to send
                 await reader
         finally:
+            watch.stop()
             reader.cancel()
-            while not pending.empty():
-                item = pending.get_nowait()
-                if item is not None and isinstance(item[1], asyncio.Future):
-                    item[1].cancel()
+            drain()
 
     async def GetServerInfo(
         self, request: pb.GetServerInfoRequest, context: grpc.aio.ServicerContext
