@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from heatmap_server.process import ServerProcess
+from heatmap_server.process import ServerProcess, stop_process
 
 
 def server_device() -> str:
@@ -37,16 +37,7 @@ class LiveServer:
         return "\n".join(self.lines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        return self.process.returncode
+        return stop_process(self.process, sig, timeout)
 
 
 @contextmanager

@@ -95,8 +95,20 @@ def _sigma(value: Any) -> float | tuple[float, ...] | None:
     return values[0] if isinstance(value, numbers.Real) or np.ndim(value) == 0 else values
 
 
+class _KeywordOptions:
+    """Options that are a call's keyword arguments, one dataclass field each."""
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The option names, as the keyword arguments of the call they configure."""
+        return tuple(spec.name for spec in fields(cls))
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.names()}
+
+
 @dataclass(frozen=True)
-class RenderOptions:
+class RenderOptions(_KeywordOptions):
     """How a batch is rendered and sent: everything but the keypoints and their visibility.
 
     Args:
@@ -150,14 +162,6 @@ class RenderOptions:
                 "input_size", f"only used with coords='pixel', got coords={self.coords!r}"
             )
 
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """The option names, as keyword arguments of ``render`` and ``HeatmapCollate``."""
-        return tuple(spec.name for spec in fields(cls))
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.names()}
-
     @property
     def wire_codec(self) -> str:
         """The codec the request travels with (``auto`` resolved for this method)."""
@@ -196,7 +200,7 @@ def _simcc_sigma(value: Any) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class SimccOptions:
+class SimccOptions(_KeywordOptions):
     """How a batch of SimCC labels (mmpose ``SimCCLabel``, RTMPose) is rendered and sent.
 
     Args:
@@ -272,17 +276,3 @@ class SimccOptions:
             return 1 / (min(self.sigma) * math.sqrt(2 * math.pi))
         return 1.0
 
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """The option names, as keyword arguments of ``render_simcc``."""
-        return tuple(spec.name for spec in fields(cls))
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.names()}
-
-    @property
-    def wire_codec(self) -> str:
-        """The codec the request travels with (``auto`` resolved for this method)."""
-        if self.codec != AUTO_CODEC:
-            return self.codec
-        return "separable" if self.method in _SEPARABLE_BY_DEFAULT else "zstd"

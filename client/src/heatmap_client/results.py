@@ -13,6 +13,15 @@ from .wire.codecs import rebuild_dense
 __all__ = ["ProfilesResult", "RenderResult", "SimccResult", "Timings"]
 
 
+def _torch():
+    """torch, imported when a result is asked for as tensors (the client never needs it)."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("to_torch() needs torch: pip install 'heatmap-client[torch]'") from None
+    return torch
+
+
 @dataclass(frozen=True)
 class Timings:
     """Server-side microseconds for one request, and how many requests shared its device call."""
@@ -47,11 +56,9 @@ class RenderResult:
     request_id: int = field(default=0)
 
     def to_torch(self):
-        """``(heatmaps, weights)`` as torch tensors sharing memory (bfloat16 bits become bfloat16)."""
-        try:
-            import torch
-        except ImportError:
-            raise ImportError("to_torch() needs torch: pip install 'heatmap-client[torch]'") from None
+        """``(heatmaps, weights)`` as torch tensors sharing memory (bfloat16 bits become
+        bfloat16)."""
+        torch = _torch()
         heatmaps = torch.from_numpy(self.heatmaps)
         if self.dtype == "bfloat16" and self.heatmaps.dtype == np.uint16:
             heatmaps = heatmaps.view(torch.bfloat16)
@@ -114,11 +121,6 @@ class SimccResult:
 
     def to_torch(self):
         """``(x_labels, y_labels, weights)`` as torch tensors sharing memory."""
-        try:
-            import torch
-        except ImportError:
-            raise ImportError(
-                "to_torch() needs torch: pip install 'heatmap-client[torch]'"
-            ) from None
+        torch = _torch()
         arrays = (self.x_labels, self.y_labels, self.weights)
         return tuple(torch.from_numpy(array) for array in arrays)

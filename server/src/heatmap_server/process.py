@@ -15,11 +15,28 @@ import sys
 import threading
 import time
 
-__all__ = ["LISTENING", "ServerProcess", "listening_port"]
+__all__ = ["LISTENING", "ServerProcess", "listening_port", "stop_process"]
 
 # The start-up line's format: app.serve logs it, and only that line matches.
 LISTENING = "heatmap-server %s listening on %s:%d (device %s, %s%s)"
 _LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
+
+
+def stop_process(
+    process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0
+) -> int:
+    """Sends ``sig`` to a server process and waits, killing it after ``timeout``; closes its log
+    pipe. Returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    if process.stderr is not None:
+        process.stderr.close()
+    return process.returncode
 
 
 def listening_port(line: str) -> int | None:
@@ -83,16 +100,7 @@ class ServerProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Sends ``sig`` (SIGTERM: the graceful shutdown) and waits; kills after ``timeout``.
         Returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        return self.process.returncode
+        return stop_process(self.process, sig, timeout)
 
     def __enter__(self) -> ServerProcess:
         return self
