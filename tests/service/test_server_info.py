@@ -24,11 +24,16 @@ def test_server_info_lists_capabilities_and_limits(live_server):
     assert set(info.smoothings) == {pb.SMOOTHING_GAUSSIAN, pb.SMOOTHING_STANDARD}
     assert info.limits.chunk_bytes == 1024 * 1024
     assert info.limits.max_output_elements == 64 * 1024 * 1024
+    # The memory and work bounds, as their flags' defaults set them.
+    assert info.limits.max_work_elements == 1 << 30
+    assert info.limits.reply_budget_bytes == 512 << 20
+    assert info.limits.stream_window_bytes == 64 << 20
 
 
 def test_empty_info_request_works_on_a_raw_channel(live_server):
     with grpc.insecure_channel(live_server.target) as channel:
-        info = pb_grpc.HeatmapRendererStub(channel).GetServerInfo(pb.GetServerInfoRequest(), timeout=10)
+        stub = pb_grpc.HeatmapRendererStub(channel)
+        info = stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10)
     assert info.device.startswith(live_server.device)
 
 

@@ -1,9 +1,11 @@
-"""The gRPC servicer: the only place that converts between protobuf messages and the renderer.
+"""The gRPC servicer: the RPCs, read top to bottom.
 
-A request is checked field by field on the event loop (cheap), rendered by the batcher's device thread,
-encoded on the encoder pool, and streamed back in chunks of at most ``chunk_bytes``. Bad input
-ends the call with ``INVALID_ARGUMENT`` and a ``google.rpc.BadRequest`` naming the field; limits
-end it with ``RESOURCE_EXHAUSTED``. The server itself never fails on a request.
+A request is checked field by field on the event loop (cheap, :mod:`.requests`), rendered by the
+batcher's device thread, encoded on the encoder pool and streamed back in chunks of at most
+``chunk_bytes`` (:mod:`.replies`); those two modules are where protobuf messages and renderer
+arguments meet. Bad input ends the call with ``INVALID_ARGUMENT`` and a ``google.rpc.BadRequest``
+naming the field; limits end it with ``RESOURCE_EXHAUSTED``. The server itself never fails on a
+request.
 """
 
 from __future__ import annotations
@@ -169,13 +171,19 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         except Exception as error:  # noqa: BLE001 - the server must survive any request
             log.exception("%s failed", rpc)
             outcome.code = grpc.StatusCode.INTERNAL
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})")
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})"
+            )
         finally:
             self._metrics.in_flight.dec()
             self._metrics.requests.labels(rpc, outcome.code.name).inc()
 
     async def _refuse(
-        self, context: grpc.aio.ServicerContext, outcome: _Outcome, error: RequestError, prefix: str = ""
+        self,
+        context: grpc.aio.ServicerContext,
+        outcome: _Outcome,
+        error: RequestError,
+        prefix: str = "",
     ) -> None:
         outcome.code = error.code
         self._metrics.renders.labels(error.code.name).inc()
@@ -297,6 +305,9 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                 chunk_bytes=limits.chunk_bytes,
                 max_side=limits.max_side,
                 max_instances=limits.max_instances,
+                max_work_elements=limits.max_work_elements,
+                reply_budget_bytes=self._replies.budget_bytes,
+                stream_window_bytes=self._stream_window_bytes,
             ),
             targets=TARGETS.protos,
             smoothings=SMOOTHINGS.protos,

@@ -542,6 +542,9 @@ class Limits(google.protobuf.message.Message):
     CHUNK_BYTES_FIELD_NUMBER: builtins.int
     MAX_SIDE_FIELD_NUMBER: builtins.int
     MAX_INSTANCES_FIELD_NUMBER: builtins.int
+    MAX_WORK_ELEMENTS_FIELD_NUMBER: builtins.int
+    REPLY_BUDGET_BYTES_FIELD_NUMBER: builtins.int
+    STREAM_WINDOW_BYTES_FIELD_NUMBER: builtins.int
     max_output_elements: builtins.int
     """Largest B * K * H * W a request may ask for (RESOURCE_EXHAUSTED beyond); for TARGET_SIMCC,
     largest B * N * K * (Wx + Hy).
@@ -554,6 +557,14 @@ class Limits(google.protobuf.message.Message):
     """Largest heatmap side, in pixels, and longest SimCC label, in bins."""
     max_instances: builtins.int
     """Most instances N per sample."""
+    max_work_elements: builtins.int
+    """Largest N * B * K * H * W of a dense request: the passes the device makes over the output."""
+    reply_budget_bytes: builtins.int
+    """Reply bytes the server holds at once, rendered, encoded or waiting to be sent, for all
+    clients together; a reply that does not fit in time is RESOURCE_EXHAUSTED (reply_budget).
+    """
+    stream_window_bytes: builtins.int
+    """Reply bytes one RenderStream renders ahead of its reader (one reply always goes)."""
     def __init__(
         self,
         *,
@@ -562,8 +573,11 @@ class Limits(google.protobuf.message.Message):
         chunk_bytes: builtins.int = ...,
         max_side: builtins.int = ...,
         max_instances: builtins.int = ...,
+        max_work_elements: builtins.int = ...,
+        reply_budget_bytes: builtins.int = ...,
+        stream_window_bytes: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["chunk_bytes", b"chunk_bytes", "max_instances", b"max_instances", "max_output_elements", b"max_output_elements", "max_request_bytes", b"max_request_bytes", "max_side", b"max_side"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["chunk_bytes", b"chunk_bytes", "max_instances", b"max_instances", "max_output_elements", b"max_output_elements", "max_request_bytes", b"max_request_bytes", "max_side", b"max_side", "max_work_elements", b"max_work_elements", "reply_budget_bytes", b"reply_budget_bytes", "stream_window_bytes", b"stream_window_bytes"]) -> None: ...
 
 global___Limits = Limits
 
