@@ -115,20 +115,6 @@ def _crop_affine(center: np.ndarray, size: np.ndarray, rotation: float) -> np.nd
     return np.concatenate([linear, offset[:, None]], axis=1)
 
 
-class LocalRenderer:
-    """``--local``: the server's renderer run in the loader's own processes (same call shape)."""
-
-    def __init__(self):
-        from heatmap_server.render import render_heatmaps  # only here: the service needs none
-
-        self._render_heatmaps = render_heatmaps
-
-    def render(self, keypoints, *, size, sigma, visibility=None, dtype="float32", timeout=None,
-               codec=None, keep_dtype=False, **options):
-        return self._render_heatmaps(keypoints, size, sigma, visibility=visibility, dtype=dtype,
-                                     **options)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default=os.environ.get("HEATMAP_TARGET", "127.0.0.1:50051"),
@@ -146,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.local:
-        renderer, mode = LocalRenderer(), "local"
+        renderer, mode = "local", "local"  # heatmap_server's renderer, in the workers
     else:
         renderer = HeatmapClient(args.target, timeout=args.timeout)
         info = renderer.info()  # fails early, and the workers inherit a used client
