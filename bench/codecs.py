@@ -22,11 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from heatmap_client import HeatmapClient  # noqa: E402
+
 from local_server import Server  # noqa: E402
 from report import cpu_model, git_commit, write_json  # noqa: E402
 from scenarios import SCENARIOS, make_keypoints  # noqa: E402
-
-from heatmap_client import HeatmapClient  # noqa: E402
 
 METHODS = ("seed", "msra", "udp", "dark")
 CODECS = ("zstd", "separable", "none")
@@ -79,7 +79,8 @@ def measure_dtypes(client: HeatmapClient, calls: int, name: str = "S2") -> list[
     from heatmap_server.render import render_heatmaps
 
     inputs = _scenario_inputs(name)
-    expected = render_heatmaps(inputs["keypoints"], inputs["size"], inputs["sigma"]).heatmaps.numpy()
+    expected = render_heatmaps(
+        inputs["keypoints"], inputs["size"], inputs["sigma"]).heatmaps.numpy()
     rows = []
     for dtype in DTYPES:
         result = client.render(dtype=dtype, **inputs)
@@ -134,7 +135,8 @@ def main() -> None:
             dtypes = measure_dtypes(client, args.calls)
     finally:
         server.stop()
-    print(f"# Codecs and dtypes ({cpu_model()}, CPU server on loopback, {args.calls} calls a cell)\n")
+    print(f"# Codecs and dtypes ({cpu_model()}, CPU server on loopback, "
+          f"{args.calls} calls a cell)\n")
     _print_codecs(codecs)
     _print_dtypes(dtypes)
     if args.json:

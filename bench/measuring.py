@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from heatmap_client import HeatmapClient
+
 from scenarios import Scenario
 
 

@@ -429,7 +429,8 @@ def metadata(args, info) -> dict:
         "git_commit": git_commit(),
         "args": vars(args),
         "targets": {"wall_max": WALL_TARGET, "cpu_max": CPU_TARGET, "render_many_min": MANY_TARGET,
-                    "scenarios": list(TARGET_SCENARIOS), "reference_mmpose_ms": REFERENCE_MMPOSE_MS},
+                    "scenarios": list(TARGET_SCENARIOS),
+                    "reference_mmpose_ms": REFERENCE_MMPOSE_MS},
     }
 
 

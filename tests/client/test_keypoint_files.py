@@ -25,7 +25,8 @@ def test_the_bundled_face_reads_68_points_in_image_pixels():
 
 
 @pytest.mark.parametrize("body, message", [
-    ("version: 1\nn_points: 3\n{\n1 2\n3 4\n}\n", "the header declares n_points 3, the { } block holds 2"),
+    ("version: 1\nn_points: 3\n{\n1 2\n3 4\n}\n",
+     "the header declares n_points 3, the { } block holds 2"),
     ("n_points: 2\n{\n1 2\n3 4 5\n}\n", ":4: expected two numbers 'x y', got 3: '3 4 5'"),
     ("n_points: 2\n{\n1 2\n3 x\n}\n", ":4: not a number in '3 x'"),
     ("n_points: two\n{\n1 2\n}\n", ":1: n_points is not a whole number: 'two'"),
@@ -45,7 +46,8 @@ def test_pts_without_a_header_and_with_blank_lines_reads(tmp_path):
 
 
 def test_coco_by_file_name_matches_by_id():
-    by_name = read_keypoints(DATA / "coco" / "test_coco.json", image_name="some/dir/000000196141.jpg")
+    by_name = read_keypoints(
+        DATA / "coco" / "test_coco.json", image_name="some/dir/000000196141.jpg")
     by_id = read_coco(DATA / "coco" / "test_coco.json", 196141)
     np.testing.assert_array_equal(by_name.keypoints, by_id.keypoints)
     assert by_name.image_size == (429, 640) and by_name.image_name == "000000196141.jpg"

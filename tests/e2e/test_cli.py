@@ -13,6 +13,7 @@ import pytest
 from heatmap_client.keypoint_files import read_coco, read_pts
 from heatmap_server.app import parse_config
 from heatmap_server.render import render_heatmaps
+
 from probes import free_port
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -47,7 +48,8 @@ def test_info_prints_json(live_server):
 def test_render_face_pts_to_npy_and_preview(live_server, tmp_path):
     out, png = tmp_path / "face.npy", tmp_path / "face.png"
     done = _client("--target", live_server.target, "render", str(DATA / "face" / "einstein.pts"),
-                   "--size", "64", "64", "--sigma", "2", "--image", str(DATA / "face" / "einstein.jpg"),
+                   "--size", "64", "64", "--sigma", "2",
+                   "--image", str(DATA / "face" / "einstein.jpg"),
                    "--out", str(out), "--png", str(png))
     assert done.returncode == 0, done.stderr
     heatmaps = np.load(out)
@@ -178,7 +180,8 @@ def test_render_reports_bad_input_with_the_field(live_server, tmp_path):
 
 def test_server_flags_have_environment_variables():
     config = parse_config(["serve", "--port", "6000"],
-                          {"HEATMAP_PORT": "7000", "HEATMAP_DEVICE": "cpu", "HEATMAP_GRACE_S": "2.5"})
+                          {"HEATMAP_PORT": "7000", "HEATMAP_DEVICE": "cpu",
+                           "HEATMAP_GRACE_S": "2.5"})
     assert config.port == 6000  # the flag wins over the variable
     assert config.device == "cpu" and config.grace_s == 2.5
     assert parse_config([], {}).port == 50051 and parse_config([], {}).host == "0.0.0.0"
@@ -187,7 +190,8 @@ def test_server_flags_have_environment_variables():
 def test_server_help_names_every_variable():
     done = subprocess.run([str(BIN / "heatmap-server"), "serve", "--help"], capture_output=True,
                           text=True, check=True)
-    for variable in ("HEATMAP_HOST", "HEATMAP_PORT", "HEATMAP_DEVICE", "HEATMAP_MAX_OUTPUT_ELEMENTS"):
+    for variable in ("HEATMAP_HOST", "HEATMAP_PORT", "HEATMAP_DEVICE",
+                     "HEATMAP_MAX_OUTPUT_ELEMENTS"):
         assert variable in done.stdout
 
 

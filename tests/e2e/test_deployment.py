@@ -35,6 +35,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from heatmap_server.app import ServerConfig, parse_config
+
 from live_server import LiveServer
 from probes import free_port
 
@@ -145,7 +146,8 @@ def _kustomize(directory: Path) -> list[dict]:
             if doc["kind"] == "Service":
                 spec.setdefault("selector", {}).update(labels["pairs"])
             elif doc["kind"] == "Deployment":
-                spec.setdefault("selector", {}).setdefault("matchLabels", {}).update(labels["pairs"])
+                spec.setdefault("selector", {}).setdefault("matchLabels", {}).update(
+                    labels["pairs"])
                 spec["template"].setdefault("metadata", {}).setdefault("labels", {}).update(
                     labels["pairs"])
     for doc in docs:
@@ -247,7 +249,8 @@ def test_compose_wires_server_loader_replicas_and_gpu():
     # pick any free port of a range).
     assert "container_name" not in server
     published = {target: host for _, host, target in map(_published, server["ports"])}
-    assert published == {config.port: str(config.port), config.metrics_port: str(config.metrics_port)}
+    assert published == {config.port: str(config.port),
+                         config.metrics_port: str(config.metrics_port)}
     assert server["restart"] in {"always", "unless-stopped", "on-failure"}
     grace = float(server["stop_grace_period"].rstrip("s"))
     assert grace > config.grace_s, "Docker must not kill the server inside its own grace period"
@@ -255,7 +258,8 @@ def test_compose_wires_server_loader_replicas_and_gpu():
     # `--scale replica=N` never collides with the server's fixed ports or each other.
     replica = services["replica"]
     assert replica["profiles"] == ["replicas"] and "container_name" not in replica
-    assert {key: value for key, value in replica.items() if key not in {"ports", "profiles", "networks"}} \
+    assert {key: value for key, value in replica.items()
+            if key not in {"ports", "profiles", "networks"}} \
         == {key: value for key, value in server.items() if key != "ports"}
     assert replica["networks"]["default"]["aliases"] == ["server"]
     assert sorted((host, target) for _, host, target in map(_published, replica["ports"])) == \
@@ -354,7 +358,8 @@ def test_compose_server_and_its_healthcheck_run_on_the_host():
     assert (BIN / argv[0]).is_file(), f"{argv[0]} is not a console script of the packages"
     port, metrics_port = free_port(), free_port()
     settings = {name: value for name, value in _image_env().items() if name.startswith("HEATMAP_")}
-    settings.update({name: _interpolate(str(value)) for name, value in server["environment"].items()})
+    settings.update({name: _interpolate(str(value))
+                     for name, value in server["environment"].items()})
     # What differs on the host: loopback only, and free ports instead of the container's own.
     settings.update(HEATMAP_HOST="127.0.0.1", HEATMAP_PORT=str(port),
                     HEATMAP_METRICS_PORT=str(metrics_port))
@@ -367,7 +372,8 @@ def test_compose_server_and_its_healthcheck_run_on_the_host():
             code, took, output = _run_check(check, env, timeout)
             assert code == 0, f"{where} healthcheck on a live server: {code}\n{output}"
             assert took < timeout, f"{where} healthcheck took {took:.1f} s, over its {timeout} s"
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
             assert reply.status == 200 and b"# TYPE" in reply.read()
         _run_loader(port)
     finally:
@@ -394,7 +400,8 @@ def test_k8s_overlays_follow_the_kubernetes_schemas(tmp_path):
 def _canonical(docs: list[dict]) -> list[dict]:
     """Order-free where Kubernetes is: documents by kind and name, env by name."""
     for doc in docs:
-        for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        pod_spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+        for container in pod_spec.get("containers", []):
             container["env"] = sorted(container.get("env", []), key=lambda item: item["name"])
     return sorted(docs, key=lambda doc: (doc["kind"], doc["metadata"]["name"]))
 
@@ -427,9 +434,11 @@ def test_k8s_probes_use_the_real_port_and_health_services(live_server):
         (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
         name = deployment["metadata"]["name"]
         pod = deployment["spec"]["template"]
-        assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        assert deployment["spec"]["selector"]["matchLabels"].items() \
+            <= pod["metadata"]["labels"].items()
         assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items(), name
-        assert service["spec"]["selector"]["variant"] == overlay.name, "the Service picks its variant"
+        assert service["spec"]["selector"]["variant"] == overlay.name, \
+            "the Service picks its variant"
         assert pod["spec"]["securityContext"]["runAsUser"] == uid
         container = _server_container(deployment)
         env = _k8s_env(container)
@@ -497,7 +506,8 @@ def test_dockerfile_stages_user_ports_healthcheck_and_context():
     assert user not in {"root", "0"}
     env = _image_env()
     config = _assert_server_settings(env, "Dockerfile ENV")
-    assert {config.port, config.metrics_port} <= {int(p.split("/")[0]) for p in _one(final, "EXPOSE").value}
+    assert {config.port, config.metrics_port} \
+        <= {int(p.split("/")[0]) for p in _one(final, "EXPOSE").value}
     assert "heatmap-client" in _one(final, "HEALTHCHECK").value[-1]
     assert _one(final, "ENTRYPOINT").value == ("heatmap-server",)
     # Every COPY source is in the repository and in the build context.
@@ -603,7 +613,8 @@ def test_readme_deployment_commands_match_the_files():
     text = readme.read_text() if readme.exists() else ""
     section = re.search(r"^## Deployment\n(.*?)(?=^## |\Z)", text, re.M | re.S)
     assert section, "README.md has no '## Deployment' section"
-    blocks = [body for language, body in re.findall(r"^```(\w*)\n(.*?)^```", section[1], re.M | re.S)
+    fences = re.findall(r"^```(\w*)\n(.*?)^```", section[1], re.M | re.S)
+    blocks = [body for language, body in fences
               if language in {"", "bash", "sh", "shell", "console"}]
     commands = [shlex.split(line.split(" #")[0]) for block in blocks
                 for line in block.replace("\\\n", " ").splitlines() if line.strip()

@@ -50,7 +50,8 @@ def _run(argv: list[str], timeout: float, **kwargs) -> subprocess.CompletedProce
 
 def _ok(argv: list[str], timeout: float, **kwargs) -> str:
     done = _run(argv, timeout, **kwargs)
-    assert done.returncode == 0, f"{' '.join(argv)}: exit {done.returncode}\n{done.stdout}{done.stderr}"
+    assert done.returncode == 0, \
+        f"{' '.join(argv)}: exit {done.returncode}\n{done.stdout}{done.stderr}"
     return done.stdout
 
 
@@ -61,7 +62,7 @@ def _engine_answers() -> bool:
 
 
 def _poll(condition, timeout: float, every: float = 1.0) -> bool:
-    """``condition()`` until true or ``timeout`` seconds; each try is a docker call, so not often."""
+    """``condition()`` until true or ``timeout`` seconds; each try is a docker call: not often."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

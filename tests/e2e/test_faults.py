@@ -19,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from heatmap_client import HeatmapClient, HeatmapError
+
 from live_server import running_server
 from probes import busy_request, free_port, scrape, wait_for
 

@@ -200,7 +200,8 @@ def test_readme_block_runs_as_written(page, block, live_server, tmp_path):
 def test_every_page_has_commands_to_run():
     # A page whose fences stopped parsing would otherwise pass by running nothing.
     for page in PAGES:
-        assert any(block.language == "bash" for block in read_blocks((REPO / page).read_text())), page
+        assert any(block.language == "bash"
+                   for block in read_blocks((REPO / page).read_text())), page
 
 
 def test_varying_numbers_match_any_number_and_nothing_else():

@@ -1,4 +1,4 @@
-"""Bad requests get INVALID_ARGUMENT (or RESOURCE_EXHAUSTED) naming the field; the server keeps serving."""
+"""Bad requests get INVALID_ARGUMENT (or RESOURCE_EXHAUSTED) naming the field; serving goes on."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def _no_keypoints() -> pb.RenderRequest:
 
 
 def _visibility_shape() -> pb.RenderRequest:
-    return render_request(KEYPOINTS, size=(16, 16), sigma=2.0, visibility=np.ones((1, 3), np.float32))
+    return render_request(KEYPOINTS, size=(16, 16), sigma=2.0,
+                          visibility=np.ones((1, 3), np.float32))
 
 
 CASES = {
@@ -79,10 +80,12 @@ CASES = {
     "unknown coordinate space": (lambda: _with(coordinate_space=42), "coordinate_space"),
     "unknown dtype": (lambda: _with(dtype=17), "dtype"),
     "unknown codec": (lambda: _with(codec=9), "codec"),
-    "pixel without input size": (lambda: _with(coordinate_space=pb.COORDINATE_SPACE_PIXEL), "input_height"),
+    "pixel without input size": (
+        lambda: _with(coordinate_space=pb.COORDINATE_SPACE_PIXEL), "input_height"),
     "input size without pixel": (lambda: _with(input_height=256, input_width=192), "input_height"),
     "visibility shape": (_visibility_shape, "visibility"),
-    "visibility bytes": (lambda: _with(visibility__shape=[1, 2], visibility__data=b"\0" * 3), "visibility.data"),
+    "visibility bytes": (
+        lambda: _with(visibility__shape=[1, 2], visibility__data=b"\0" * 3), "visibility.data"),
 }
 
 

@@ -23,7 +23,8 @@ from live_server import running_server
 
 def _job(batch: int, *, keypoints: int = 5, size=(16, 12), sigma=2.0, seed=0, dtype="float32",
          separable=False, method="msra") -> RenderJob:
-    points = np.random.default_rng(seed).uniform(0, 12, size=(batch, keypoints, 2)).astype(np.float32)
+    points = np.random.default_rng(seed).uniform(0, 12, size=(batch, keypoints, 2))
+    points = points.astype(np.float32)
     args = check_render_args(points, size, sigma, method=method, coords="heatmap", input_size=None,
                              visibility=None, dtype=torch.float32)
     codec = codec_by_name("separable" if separable else "zstd")
@@ -33,7 +34,8 @@ def _job(batch: int, *, keypoints: int = 5, size=(16, 12), sigma=2.0, seed=0, dt
 
 def _expected(job: RenderJob) -> np.ndarray:
     args = job.args
-    return render_heatmaps(args.keypoints[:, 0], args.size, args.sigmas[0], method=args.method).heatmaps.numpy()
+    return render_heatmaps(
+        args.keypoints[:, 0], args.size, args.sigmas[0], method=args.method).heatmaps.numpy()
 
 
 async def _submitted_together(batcher: Batcher, jobs: list[RenderJob]) -> list[asyncio.Task]:
@@ -67,7 +69,8 @@ def test_coalesced_results_equal_separate_renders_and_each_caller_gets_its_slice
 def test_mixed_parameters_are_never_coalesced(device):
     batcher = Batcher(device, max_delay_us=200_000)
     jobs = [_job(2), _job(2, sigma=3.0), _job(2, size=(16, 16)), _job(2, keypoints=6),
-            _job(2, dtype="float16"), _job(2, separable=True), _job(2, method="udp"), _job(2, seed=9)]
+            _job(2, dtype="float16"), _job(2, separable=True), _job(2, method="udp"),
+            _job(2, seed=9)]
     try:
         results = asyncio.run(_render_all(batcher, jobs))
     finally:
@@ -196,7 +199,8 @@ def test_concurrent_clients_are_coalesced_by_the_real_server():
                     lambda points: client.render(points, size=(64, 48), sigma=2.0), keypoints))
     assert max(result.timings.coalesced_requests for result in results) > 1
     for points, result in zip(keypoints, results):
-        np.testing.assert_array_equal(result.heatmaps, render_heatmaps(points, (64, 48), 2.0).heatmaps.numpy())
+        np.testing.assert_array_equal(
+            result.heatmaps, render_heatmaps(points, (64, 48), 2.0).heatmaps.numpy())
 
 
 def test_out_of_memory_splits_the_batch_and_retries(monkeypatch, device):

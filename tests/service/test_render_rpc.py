@@ -67,7 +67,8 @@ def test_keep_dtype_returns_wire_storage(client, dtype):
     assert heatmaps.dtype == expected_torch
     assert weights.dtype == torch.float32
     if dtype in FIXED_POINT:
-        np.testing.assert_array_equal(heatmaps.numpy() / np.float32(FIXED_POINT[dtype]), as_float.heatmaps)
+        np.testing.assert_array_equal(
+            heatmaps.numpy() / np.float32(FIXED_POINT[dtype]), as_float.heatmaps)
     else:
         np.testing.assert_array_equal(heatmaps.float().numpy(), as_float.heatmaps)
 

@@ -48,7 +48,8 @@ class AsyncHeatmapClient(
             if creds is None:
                 self._channel = grpc.aio.insecure_channel(self.target, options=channel_options())
             else:
-                self._channel = grpc.aio.secure_channel(self.target, creds, options=channel_options())
+                self._channel = grpc.aio.secure_channel(
+                    self.target, creds, options=channel_options())
             self._pid = os.getpid()
         return self._channel
 
@@ -61,14 +62,16 @@ class AsyncHeatmapClient(
             result = None
             async for chunk in call:
                 if result is not None:
-                    raise HeatmapError(grpc.StatusCode.DATA_LOSS, "reply: chunks after the last one")
+                    raise HeatmapError(
+                        grpc.StatusCode.DATA_LOSS, "reply: chunks after the last one")
                 result = pending.feed(chunk)
         except grpc.RpcError as error:
             raise HeatmapError.from_rpc_error(error) from None
         finally:
             call.cancel()  # a no-op once the call is done; frees it when a check failed early
         if result is None:
-            raise HeatmapError(grpc.StatusCode.DATA_LOSS, "reply: stream ended before its last chunk")
+            raise HeatmapError(
+                grpc.StatusCode.DATA_LOSS, "reply: stream ended before its last chunk")
         return result
 
     async def render_many(
@@ -131,7 +134,8 @@ class AsyncHeatmapClient(
     async def health(self, service: str = "", timeout: float | None = 5.0) -> str:
         stub = health_pb2_grpc.HealthStub(self._open())
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as error:
             raise HeatmapError.from_rpc_error(error) from None
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -26,7 +26,10 @@ SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [
         {
-            "name": [{"service": "heatmap.v1.HeatmapRenderer"}, {"service": "grpc.health.v1.Health"}],
+            "name": [
+                {"service": "heatmap.v1.HeatmapRenderer"},
+                {"service": "grpc.health.v1.Health"},
+            ],
             "retryPolicy": {
                 "maxAttempts": 5,
                 "initialBackoff": "0.1s",

@@ -94,7 +94,8 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult, S
                 if result is not None:
                     break
             else:
-                raise HeatmapError(grpc.StatusCode.DATA_LOSS, "reply: stream ended before its last chunk")
+                raise HeatmapError(
+                    grpc.StatusCode.DATA_LOSS, "reply: stream ended before its last chunk")
             # Read on to the status: a call dropped after its last chunk is cancelled, and the
             # server would count a successful render as CANCELLED.
             for _ in call:

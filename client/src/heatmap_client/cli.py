@@ -1,8 +1,9 @@
-"""``heatmap-client``: health checks, server info and one-off renders from the command line.
+r"""``heatmap-client``: health checks, server info and one-off renders from the command line.
 
     heatmap-client --target HOST:PORT health          # exit 0 only when SERVING
     heatmap-client --target HOST:PORT info
-    heatmap-client --target HOST:PORT render face.pts --size 64 64 --input-size 1024 817 --out hm.npy
+    heatmap-client --target HOST:PORT render face.pts --size 64 64 --input-size 1024 817 \
+        --out hm.npy
 
 Exit status: 0 done, 1 not serving (health), 2 an error, 3 no keypoint landed on the heatmap
 (nothing written: the targets would be all zeros).
@@ -176,7 +177,8 @@ def _render(client: HeatmapClient, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "render" and not args.png and (args.png_channel is not None or args.png_crop):
+    if (args.command == "render" and not args.png
+            and (args.png_channel is not None or args.png_crop)):
         parser.error("--png-channel and --png-crop shape the preview: add --png PREVIEW.png")
     client = _client(args)
     try:

@@ -26,7 +26,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class KeypointFile:
-    """Keypoints ``(B, K, 2)`` (or ``(B, N, K, 2)``), visibility or None, and the image size if known."""
+    """Keypoints ``(B, K, 2)`` (or ``(B, N, K, 2)``), visibility or None, image size if known."""
 
     keypoints: np.ndarray
     visibility: np.ndarray | None
@@ -107,18 +107,21 @@ def read_coco(path: str | Path, image_id: int | None = None,
     chosen = [a for a in annotations if a["image_id"] == image_id]
     if not chosen:
         raise ValueError(f"{path}: no annotations with keypoints for image_id {image_id}")
-    triplets = np.array([a["keypoints"] for a in chosen], dtype=np.float32).reshape(len(chosen), -1, 3)
+    triplets = np.array([a["keypoints"] for a in chosen], dtype=np.float32)
+    triplets = triplets.reshape(len(chosen), -1, 3)
     image = images.get(image_id)
     size = (int(image["height"]), int(image["width"])) if image else None
     name = image.get("file_name") if image else None
-    return KeypointFile(triplets[..., :2].copy(), (triplets[..., 2] > 0).astype(np.float32), size, name)
+    visibility = (triplets[..., 2] > 0).astype(np.float32)
+    return KeypointFile(triplets[..., :2].copy(), visibility, size, name)
 
 
 def _image_id_by_name(path: str | Path, images: dict, image_name: str) -> int:
     wanted = Path(image_name).name
     found = [i for i, image in images.items() if Path(image.get("file_name", "")).name == wanted]
     if not found:
-        names = ", ".join(sorted(Path(image.get("file_name", "")).name for image in images.values()))
+        names = ", ".join(
+            sorted(Path(image.get("file_name", "")).name for image in images.values()))
         raise ValueError(f"{path}: no image with file_name {wanted!r} (it has: {names})")
     return found[0]
 

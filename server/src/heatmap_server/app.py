@@ -91,7 +91,8 @@ _HELP = {
                     "it came less than this earlier (0: no coalescing)",
     "max_batch_keypoints": "most keypoints (B*N*K over requests) in one coalesced render",
     "max_queue": "requests waiting for the device at most (RESOURCE_EXHAUSTED beyond)",
-    "torch_threads": "torch threads on CPU (0: the cores left beside the encode threads, at least 1)",
+    "torch_threads": "torch threads on CPU (0: the cores left beside the encode threads, "
+                     "at least 1)",
     "max_output_elements": "largest B*K*H*W per request (RESOURCE_EXHAUSTED beyond)",
     "max_request_bytes": "largest request message in bytes",
     "max_side": "largest heatmap side in pixels",
@@ -123,7 +124,9 @@ def env_name(field: str) -> str:
     return "HEATMAP_" + field.upper()
 
 
-def parse_config(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> ServerConfig:
+def parse_config(
+    argv: list[str] | None = None, environ: dict[str, str] | None = None
+) -> ServerConfig:
     """Builds the configuration: flags win over ``HEATMAP_*`` variables, which win over defaults."""
     environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="heatmap-server", description=__doc__.splitlines()[0])

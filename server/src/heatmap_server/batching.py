@@ -133,7 +133,8 @@ class Batcher:
             # The caller went away (deadline, cancellation): its job is skipped if not yet begun,
             # and a result that was already delivered gives its buffer back.
             entry.cancelled.set()
-            if entry.future.done() and not entry.future.cancelled() and not entry.future.exception():
+            future = entry.future
+            if future.done() and not future.cancelled() and not future.exception():
                 entry.future.result().release()
             raise
 

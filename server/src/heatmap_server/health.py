@@ -43,7 +43,7 @@ class HealthService(health_pb2_grpc.HealthServicer):
             async with self._changed:
                 # The lock is not held while writing: a slow watcher must not stall set().
                 await self._changed.wait_for(
-                    lambda: self._shutting_down
+                    lambda sent=sent: self._shutting_down
                     or self._status.get(request.service, SERVICE_UNKNOWN) != sent
                 )
                 status = self._status.get(request.service, SERVICE_UNKNOWN)

@@ -46,7 +46,8 @@ class Metrics:
             buckets=_LATENCY_BUCKETS, registry=registry,
         )
         self.render_seconds = Histogram(
-            "heatmap_render_seconds", "Device time per coalesced render, including the copy to host",
+            "heatmap_render_seconds",
+            "Device time per coalesced render, including the copy to host",
             buckets=_LATENCY_BUCKETS, registry=registry,
         )
         self.encode_seconds = Histogram(
@@ -54,8 +55,8 @@ class Metrics:
             registry=registry,
         )
         self.total_seconds = Histogram(
-            "heatmap_request_seconds", "Arrival to last chunk, per request", buckets=_LATENCY_BUCKETS,
-            registry=registry,
+            "heatmap_request_seconds", "Arrival to last chunk, per request",
+            buckets=_LATENCY_BUCKETS, registry=registry,
         )
         self.coalesced = Histogram(
             "heatmap_coalesced_requests", "Requests rendered together in one device call",
@@ -68,10 +69,12 @@ class Metrics:
             "heatmap_in_flight_requests", "Render requests being served", registry=registry
         )
         self.queue_depth = Gauge(
-            "heatmap_queue_depth", "Render requests waiting for or in a device call", registry=registry
+            "heatmap_queue_depth", "Render requests waiting for or in a device call",
+            registry=registry,
         )
         self.device_memory = Gauge(
-            "heatmap_device_memory_bytes", "Device memory held by torch (0 on CPU)", registry=registry
+            "heatmap_device_memory_bytes", "Device memory held by torch (0 on CPU)",
+            registry=registry,
         )
         self.device_memory.set_function(device_memory)
         self.budget_in_use = Gauge(
@@ -84,10 +87,12 @@ class Metrics:
             registry=registry,
         )
         self.pool_idle = Gauge(
-            "heatmap_buffer_pool_idle_bytes", "Output buffers kept idle for reuse", registry=registry
+            "heatmap_buffer_pool_idle_bytes", "Output buffers kept idle for reuse",
+            registry=registry,
         )
         self.pool_leased = Gauge(
-            "heatmap_buffer_pool_leased_bytes", "Output buffers in use by replies", registry=registry
+            "heatmap_buffer_pool_leased_bytes", "Output buffers in use by replies",
+            registry=registry,
         )
         self.pool_limit = Gauge(
             "heatmap_buffer_pool_limit_bytes", "Idle bytes the pool may keep (--pool-idle-bytes)",

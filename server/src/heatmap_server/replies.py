@@ -119,7 +119,8 @@ class ReplyMaker:
         try:
             return await self._batcher.render(job)
         except QueueFull as full:
-            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue", f"full ({full})") from None
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "queue", f"full ({full})") from None
         except BatcherClosed as closed:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, "device", str(closed)) from None
         except torch.OutOfMemoryError:

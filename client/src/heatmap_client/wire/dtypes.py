@@ -62,7 +62,7 @@ DTYPES.update({wire.proto: wire for wire in _WIRE_DTYPES})
 
 
 def dtype_by_name(name: str) -> WireDType:
-    """The wire dtype called ``name`` (``float32``, ``float16``, ``bfloat16``, ``uint16``, ``uint8``).
+    """The wire dtype called ``name``: float32, float16, bfloat16, uint16 or uint8.
 
     Raises:
         ArgumentError: a ``ValueError`` naming ``dtype``.

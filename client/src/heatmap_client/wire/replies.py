@@ -1,9 +1,9 @@
 """Replies in: one reply's chunks checked against its request and decoded into a result.
 
 A reply must be the one its request asked for (target, shapes, dtype, codec, instances, weights'
-shape, request id), so a header that lies consistently cannot pass off a wrong tensor, and the payload
-may never exceed what that request can need. Decoding writes straight into a preallocated array
-(or the caller's ``out``).
+shape, request id), so a header that lies consistently cannot pass off a wrong tensor, and the
+payload may never exceed what that request can need. Decoding writes straight into a preallocated
+array (or the caller's ``out``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""float32 tensors in protobuf messages: shape plus little-endian bytes in C order (Triton's way)."""
+"""float32 tensors in protobuf messages: shape plus little-endian C-order bytes (Triton's way)."""
 
 from __future__ import annotations
 
