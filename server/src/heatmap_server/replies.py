@@ -113,6 +113,11 @@ class ReplyMaker:
         self._budget = budget
         self._budget_wait_s = budget_wait_s
 
+    @property
+    def budget_bytes(self) -> int:
+        """The reply budget's size, as ``GetServerInfo`` reports it."""
+        return self._budget.limit
+
     async def _render(self, job: RenderJob) -> Rendered:
         metrics = self._metrics
         metrics.queue_depth.inc()
