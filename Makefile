@@ -80,7 +80,10 @@ wheelhouse: $(STAMP)
 	$(PIP) download --quiet --dest $(WHEELHOUSE) $(WHEELS_FOR) --find-links $(WHEELHOUSE) '$(TORCH_WHEEL)' \
 		'./client[preview]' ./server $(BUILD_REQUIREMENTS)
 
+# The linter first (rules in pyproject.toml: pyflakes, pycodestyle, import order, bugbear), then
+# every test.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 # The server on loopback with the embedded defaults (CUDA when present, else CPU).
