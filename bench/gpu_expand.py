@@ -11,34 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heatmap_client.torch import expand_profiles
 from heatmap_server.render import render_profiles
 
-SCENARIOS = {
-    "S2": dict(keypoints=17, size=(64, 48)),
-    "S3": dict(keypoints=68, size=(64, 64)),
-    "S4": dict(keypoints=133, size=(96, 72)),
-}
-
-
-def _time(fn, device: torch.device, repeats: int) -> float:
-    """Median milliseconds of ``fn`` by CUDA events (each call synchronised separately)."""
-    fn()
-    torch.cuda.synchronize(device)
-    samples = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        samples.append(start.elapsed_time(stop))
-    return statistics.median(samples)
+from gpu_render import SCENARIOS, cuda_median_ms
 
 
 def measure(name: str, batch: int, device: torch.device, repeats: int) -> dict:
@@ -61,11 +44,13 @@ def measure(name: str, batch: int, device: torch.device, repeats: int) -> dict:
         "dense_bytes": dense.numel() * 4,
         "profile_bytes": (rows.numel() + cols.numel()) * 4,
         "exact": exact,
-        "expand_ms": _time(lambda: expand_profiles(rows, cols, out=out32), device, repeats),
-        "expand_f16_ms": _time(
+        "expand_ms": cuda_median_ms(
+            lambda: expand_profiles(rows, cols, out=out32), device, repeats
+        ),
+        "expand_f16_ms": cuda_median_ms(
             lambda: expand_profiles(rows, cols, dtype=torch.float16, out=out16), device, repeats
         ),
-        "d2d_copy_ms": _time(lambda: target.copy_(source), device, repeats),
+        "d2d_copy_ms": cuda_median_ms(lambda: target.copy_(source), device, repeats),
     }
 
 

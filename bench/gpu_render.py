@@ -24,7 +24,7 @@ SCENARIOS = {
 }
 
 
-def _time(fn, device: torch.device, repeats: int) -> float:
+def cuda_median_ms(fn, device: torch.device, repeats: int) -> float:
     """Median milliseconds of ``fn`` by CUDA events (each call synchronised separately)."""
     fn()
     torch.cuda.synchronize(device)
@@ -62,7 +62,7 @@ def measure(name: str, batch: int, device: torch.device, repeats: int) -> dict:
     medians = {key: [] for key in columns}
     for _ in range(5):  # interleave: five rounds of every column
         for key, fn in columns.items():
-            medians[key].append(_time(fn, device, repeats))
+            medians[key].append(cuda_median_ms(fn, device, repeats))
     row = {key: statistics.median(values) for key, values in medians.items()}
     row.update(scenario=name, batch=batch, bytes=out.numel() * 4,
                ratio_to_copy=row["ours_out"] / row["d2d_copy"])

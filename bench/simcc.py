@@ -92,15 +92,22 @@ def run(args) -> dict:
     }
     for call in calls.values():  # warm-up: tables, allocator
         call()
-    samples: dict[str, list[float]] = {name: [] for name in COLUMNS}
-    for round_index in range(args.repeats):
-        for name in rng.permutation(COLUMNS):
-            if name == "mmpose_loop" and round_index % args.loop_every:
+    stats = interleaved_stats(calls, COLUMNS, args.repeats, args.loop_every, rng)
+    return {"stats": stats, "label_size": [label_height, label_width]}
+
+
+def interleaved_stats(calls: dict, columns, repeats: int, loop_every: int, rng) -> dict:
+    """Wall ms per call of every column, in a fresh random order each round (the slow loop only
+    every ``loop_every`` rounds): median, p10, p90 and the count."""
+    samples: dict[str, list[float]] = {name: [] for name in columns}
+    for round_index in range(repeats):
+        for name in rng.permutation(columns):
+            if name == "mmpose_loop" and round_index % loop_every:
                 continue
             start = time.perf_counter()
             calls[name]()
             samples[name].append((time.perf_counter() - start) * 1e3)
-    stats = {
+    return {
         name: {
             "median_ms": float(np.median(values)),
             "p10_ms": float(np.percentile(values, 10)),
@@ -109,7 +116,6 @@ def run(args) -> dict:
         }
         for name, values in samples.items()
     }
-    return {"stats": stats, "label_size": [label_height, label_width]}
 
 
 def print_table(result: dict, meta: dict) -> None:

@@ -24,7 +24,6 @@ import argparse
 import datetime
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from simcc import INPUT_SIZE, SIGMA, SPLIT_RATIO, make_batch
-
 from heatmap_client import HeatmapClient
 from heatmap_server.render import render_simcc
 
 from local_server import Server
 from reference_loops import mmpose_simcc_loop
 from report import cpu_model, git_commit, write_json
+from simcc import INPUT_SIZE, SIGMA, SPLIT_RATIO, interleaved_stats, make_batch
 
 COLUMNS = ("service_zstd", "service_none", "service_f16", "local", "mmpose_loop")
 SERVICE = {"service_zstd": ("float32", "zstd"), "service_none": ("float32", "none"),
@@ -89,22 +87,8 @@ def run(args, client: HeatmapClient) -> dict:
     for name in SERVICE:
         wire[name].clear()
         server_us[name].clear()
-    samples: dict[str, list[float]] = {name: [] for name in COLUMNS}
-    for round_index in range(args.repeats):
-        for name in rng.permutation(COLUMNS):
-            if name == "mmpose_loop" and round_index % args.loop_every:
-                continue
-            start = time.perf_counter()
-            calls[name]()
-            samples[name].append((time.perf_counter() - start) * 1e3)
-    stats = {}
-    for name, values in samples.items():
-        stats[name] = {
-            "median_ms": float(np.median(values)),
-            "p10_ms": float(np.percentile(values, 10)),
-            "p90_ms": float(np.percentile(values, 90)),
-            "n": len(values),
-        }
+    stats = interleaved_stats(calls, COLUMNS, args.repeats, args.loop_every, rng)
+    for name in stats:
         if name in SERVICE:
             render_us, encode_us = np.median(np.array(server_us[name]), axis=0)
             stats[name].update(wire_bytes=int(np.median(wire[name])),

@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
-from stalling import Stalled, rss_bytes
 
 from heatmap_client import HeatmapClient, HeatmapError
 
 from live_server import running_server
 from probes import free_port, scrape, wait_for
+from stalling import Stalled, rss_bytes
 
 pytestmark = pytest.mark.timeout(180)
 
