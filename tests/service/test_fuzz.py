@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import collections
 import math
-import os
 
 import grpc
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heatmap.v1 import heatmap_pb2 as pb
@@ -23,16 +22,10 @@ from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from heatmap_client import HeatmapClient
 from heatmap_client.wire import result_from_chunks
 
-EXAMPLES = int(os.environ.get("HEATMAP_FUZZ_EXAMPLES", "150"))
-CLEAN = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.data_too_large],
-)
+from fuzzing import fuzz_settings, rpc_outcome
+
+FUZZ = fuzz_settings(150)
+EXAMPLES = FUZZ.max_examples
 # Codes seen, per test, for the closing summary.
 SEEN: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
@@ -137,20 +130,11 @@ def channel(live_server):
         yield channel
 
 
-def _code(call) -> tuple[grpc.StatusCode, object]:
-    try:
-        return grpc.StatusCode.OK, call()
-    except grpc.RpcError as error:
-        assert error.code() in CLEAN, (error.code(), error.details())
-        assert "Traceback" not in (error.details() or "")
-        return error.code(), error
-
-
 @FUZZ
 @given(request=requests())
 def test_fuzzed_requests_get_a_reply_or_a_clean_refusal(channel, request):
     stub = pb_grpc.HeatmapRendererStub(channel)
-    code, reply = _code(lambda: list(stub.Render(request, timeout=30)))
+    code, reply = rpc_outcome(lambda: list(stub.Render(request, timeout=30)))
     SEEN["render"][code.name] += 1
     if code == grpc.StatusCode.OK:
         # A reply is exactly what was asked for, and decodes.
@@ -166,7 +150,7 @@ def test_random_bytes_get_a_clean_refusal(channel, data):
     # checked as any request is.
     render = channel.unary_stream("/heatmap.v1.HeatmapRenderer/Render",
                                   request_serializer=None, response_deserializer=None)
-    code, _ = _code(lambda: list(render(data, timeout=30)))
+    code, _ = rpc_outcome(lambda: list(render(data, timeout=30)))
     SEEN["bytes"][code.name] += 1
 
 
@@ -176,7 +160,7 @@ def test_fuzzed_streams_end_cleanly(channel, batch):
     stub = pb_grpc.HeatmapRendererStub(channel)
     for request_id, request in enumerate(batch):
         request.request_id = request_id
-    code, _ = _code(lambda: list(stub.RenderStream(iter(batch), timeout=30)))
+    code, _ = rpc_outcome(lambda: list(stub.RenderStream(iter(batch), timeout=30)))
     SEEN["stream"][code.name] += 1
 
 

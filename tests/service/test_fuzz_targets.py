@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import collections
 import math
-import os
 
 import grpc
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from heatmap.v1 import heatmap_pb2 as pb
@@ -23,16 +22,9 @@ from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from heatmap_client import HeatmapClient
 from heatmap_client.wire import result_from_chunks
 
-EXAMPLES = int(os.environ.get("HEATMAP_FUZZ_EXAMPLES", "120"))
-CLEAN = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.data_too_large],
-)
+from fuzzing import fuzz_settings, rpc_outcome
+
+FUZZ = fuzz_settings(120)
 SEEN: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
 SIMCC_FIELDS = ("keypoints", "input_size", "split_ratio", "smoothing", "label_smooth_weight",
@@ -142,19 +134,10 @@ def stub(live_server):
         yield pb_grpc.HeatmapRendererStub(channel)
 
 
-def _code(call) -> tuple[grpc.StatusCode, object]:
-    try:
-        return grpc.StatusCode.OK, call()
-    except grpc.RpcError as error:
-        assert error.code() in CLEAN, (error.code(), error.details())
-        assert "Traceback" not in (error.details() or "")
-        return error.code(), error
-
-
 @FUZZ
 @given(request=simcc_requests())
 def test_fuzzed_simcc_requests_get_labels_or_a_clean_refusal(stub, request):
-    code, reply = _code(lambda: list(stub.Render(request, timeout=30)))
+    code, reply = rpc_outcome(lambda: list(stub.Render(request, timeout=30)))
     SEEN["simcc"][code.name] += 1
     if code == grpc.StatusCode.OK:
         result = result_from_chunks(reply, request=request)
@@ -168,7 +151,7 @@ def test_fuzzed_simcc_requests_get_labels_or_a_clean_refusal(stub, request):
 @FUZZ
 @given(request=sigma_map_requests())
 def test_fuzzed_sigma_maps_get_heatmaps_or_a_clean_refusal(stub, request):
-    code, reply = _code(lambda: list(stub.Render(request, timeout=30)))
+    code, reply = rpc_outcome(lambda: list(stub.Render(request, timeout=30)))
     SEEN["sigma_map"][code.name] += 1
     if code == grpc.StatusCode.OK:
         result = result_from_chunks(reply, request=request)
