@@ -44,7 +44,7 @@ def _hw(argument: str, value: Any) -> tuple[int, int]:
 def _positive(argument: str, values: np.ndarray) -> None:
     bad = ~np.isfinite(values) | (values <= 0)
     if bad.any():
-        raise ArgumentError(argument, f"must be a finite number > 0, got {values[bad][0]!r}")
+        raise ArgumentError(argument, f"must be a finite number > 0, got {float(values[bad][0])!r}")
 
 
 def split_sigma(value: Any) -> tuple[Any, np.ndarray | None]:
@@ -69,30 +69,19 @@ def _sigma(value: Any) -> float | tuple[float, ...] | None:
     """A checked sigma: one number, or a flat sequence of one number per keypoint."""
     if value is None:
         return None
+    expected = "expected a number or one number per keypoint"
     if isinstance(value, bool):
-        raise ArgumentError("sigma", f"expected a number or one number per keypoint, got {value!r}")
-    if isinstance(value, numbers.Real):
-        values: tuple[float, ...] = (float(value),)
-    else:
-        try:
-            array = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ArgumentError(
-                "sigma", f"expected a number or one number per keypoint, got {value!r}"
-            ) from None
-        if array.ndim > 1:
-            raise ArgumentError(
-                "sigma", f"expected a number or one number per keypoint, got shape {array.shape}"
-            )
-        values = tuple(float(v) for v in array.reshape(-1))
-        if array.ndim == 0:
-            value = values[0]
-        if not values:
-            raise ArgumentError("sigma", "expected a number or one number per keypoint, got none")
-    for number in values:
-        if not math.isfinite(number) or number <= 0:
-            raise ArgumentError("sigma", f"must be a finite number > 0, got {number!r}")
-    return values[0] if isinstance(value, numbers.Real) or np.ndim(value) == 0 else values
+        raise ArgumentError("sigma", f"{expected}, got {value!r}")
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArgumentError("sigma", f"{expected}, got {value!r}") from None
+    if array.ndim > 1:
+        raise ArgumentError("sigma", f"{expected}, got shape {array.shape}")
+    if array.size == 0:
+        raise ArgumentError("sigma", f"{expected}, got none")
+    _positive("sigma", array)
+    return float(array) if array.ndim == 0 else tuple(float(v) for v in array)
 
 
 class _KeywordOptions:
