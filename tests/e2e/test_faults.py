@@ -91,7 +91,7 @@ def test_a_stream_in_flight_completes_across_a_shutdown_signal(signum):
     assert refused is not None and refused.code == grpc.StatusCode.UNAVAILABLE
     assert exit_code == 0
     assert any("shutting down" in line for line in server.lines)
-    assert server.lines[-1].endswith("stopped")
+    assert server.lines[-1].endswith("stopped"), server.log
 
 
 def test_a_health_watch_ends_at_shutdown_instead_of_holding_the_grace_period():

@@ -217,6 +217,16 @@ async def _trim_now_and_then(pool: BufferPool) -> None:
         pool.trim()
 
 
+async def _settle(timeout_s: float) -> None:
+    """Waits (at most ``timeout_s``) for the tasks still running after the server stopped: gRPC's
+    own per-call tasks and the handlers it cut at the end of the grace finish by themselves within
+    a few loop turns. Left to ``asyncio.run``'s teardown, they would be cancelled there, and
+    grpc.aio reports each such cancellation as an unhandled exception with a traceback."""
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    if others:
+        await asyncio.wait(others, timeout=timeout_s)
+
+
 async def serve(config: ServerConfig) -> None:
     """Runs the server until SIGTERM/SIGINT, then shuts down gracefully."""
     device = resolve_device(config.device)
@@ -314,6 +324,7 @@ async def serve(config: ServerConfig) -> None:
     await health_servicer.enter_graceful_shutdown()
     await server.stop(config.grace_s)
     trimmer.cancel()
+    await _settle(timeout_s=2.0)
     batcher.close()
     encoders.shutdown(wait=True)
     if metrics_server is not None:

@@ -2,17 +2,13 @@
 
 When a client cancels a call (or its connection drops, or the server shuts down) while a reply
 is being written, grpc.aio logs the failed write at ERROR with a traceback ("ExecuteBatchError
-raised in core by servicer method"), unless it had already noticed the cancellation. And when the
-shutdown grace runs out with calls still open (a client that never reads holds its call open),
-grpc.aio cancels their handlers and logs each CancelledError at ERROR ("Exception not handled by
-_handle_exceptions in servicer method"). Nothing failed on the server's side in either case: the
-call is counted CANCELLED and its memory is returned. This filter turns those records into one
-DEBUG line without a traceback; any other record passes, any other exception included.
+raised in core by servicer method"), unless it had already noticed the cancellation. Nothing
+failed on the server's side: the call is counted CANCELLED and its memory is returned. This
+filter turns those records into one DEBUG line without a traceback; any other record passes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 __all__ = ["GRPC_LOGGER", "DepartedClientFilter", "quiet_departed_clients"]
@@ -21,21 +17,10 @@ GRPC_LOGGER = "grpc._cython.cygrpc"
 
 # What grpc.aio logs for a write cut short by a client or a shutdown.
 _DEPARTURE = "ExecuteBatchError raised in core by servicer method"
-# What it logs for a handler it cancelled itself, at the end of the shutdown grace.
-_CANCELLED_AT_SHUTDOWN = "Exception not handled by _handle_exceptions in servicer method"
-
-
-def _cancelled(record: logging.LogRecord) -> bool:
-    if record.exc_info and record.exc_info[0] is not None:
-        return issubclass(record.exc_info[0], asyncio.CancelledError)
-    return str(record.getMessage()).rstrip().endswith("CancelledError")
 
 
 def _is_departure(record: logging.LogRecord) -> bool:
-    message = str(record.msg)
-    if message.startswith(_DEPARTURE):
-        return True
-    return message.startswith(_CANCELLED_AT_SHUTDOWN) and _cancelled(record)
+    return str(record.msg).startswith(_DEPARTURE)
 
 
 class DepartedClientFilter(logging.Filter):
