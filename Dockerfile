@@ -43,6 +43,7 @@ WORKDIR /src
 COPY Makefile ./
 # Only README.md unless `make wheelhouse` filled it; the wheels stay in this stage.
 COPY wheelhouse ./wheelhouse
+COPY render ./render
 COPY client ./client
 COPY server ./server
 # With wheels, FIND_LINKS makes both pip steps --no-index (the index URL is then unused).

@@ -5,7 +5,7 @@ TORCH_VERSION ?= 2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-packages wheelhouse test bench proto serve clean
+.PHONY: install install-packages wheelhouse test test-fast bench proto serve clean
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ install: $(STAMP)
 # released by the kernel even when the installer is killed). Whoever gets the lock second re-runs
 # make inside it, finds the stamp fresh and installs nothing. The stamp is touched last, so it
 # exists only after a complete install.
-$(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt
+$(STAMP): render/pyproject.toml client/pyproject.toml server/pyproject.toml requirements-dev.txt
 ifeq ($(INSTALL_LOCK_HELD),)
 	@mkdir -p $(dir $(VENV))
 	@$(PYTHON) -c "$$WITH_LOCK" $(VENV).lock $(MAKE) --no-print-directory INSTALL_LOCK_HELD=1 $(STAMP)
@@ -55,7 +55,8 @@ FROM_WHEELS := $(if $(FIND_LINKS),--no-index --find-links $(FIND_LINKS))
 
 install-packages:
 	$(PIP) install --quiet $(FROM_WHEELS) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==$(TORCH_VERSION)
-	$(PIP) install --quiet $(FROM_WHEELS) $(EDITABLE) './client[preview]' $(EDITABLE) ./server $(DEV_REQUIREMENTS)
+	$(PIP) install --quiet $(FROM_WHEELS) $(EDITABLE) ./render $(EDITABLE) './client[preview,torch]' \
+		$(EDITABLE) ./server $(DEV_REQUIREMENTS)
 
 # Every wheel the image installs, for `docker build` with no index (see the Dockerfile):
 #   make wheelhouse                                   torch's CPU build
@@ -78,13 +79,19 @@ wheelhouse: $(STAMP)
 	mkdir -p $(WHEELHOUSE)
 	$(PIP) download --quiet --dest $(WHEELHOUSE) $(WHEELS_FOR) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) '$(TORCH_WHEEL)'
 	$(PIP) download --quiet --dest $(WHEELHOUSE) $(WHEELS_FOR) --find-links $(WHEELHOUSE) '$(TORCH_WHEEL)' \
-		'./client[preview]' ./server $(BUILD_REQUIREMENTS)
+		./render './client[preview,torch]' ./server $(BUILD_REQUIREMENTS)
 
 # The linter first (rules in pyproject.toml: pyflakes, pycodestyle, import order, bugbear), then
 # every test.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The code's own tests, a few minutes: everything but the packaging tests (fresh installs, pinned
+# stacks, the image and Compose on a real engine), which `make test` runs too.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not packaging"
 
 # The server on loopback with the embedded defaults (CUDA when present, else CPU).
 serve: $(STAMP)

@@ -20,14 +20,9 @@ def profile_client(sc: Scenario, client: HeatmapClient, sent: list[np.ndarray], 
     step timed alone on captured reply chunks (request building, decode, weights)."""
     from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
     from heatmap_client import RenderOptions
-    from heatmap_client.wire import (
-        CODECS,
-        array_from_tensor,
-        build_request,
-        payload_crc32,
-        rebuild_dense,
-        result_from_chunks,
-    )
+    from heatmap_client.replies import result_from_chunks
+    from heatmap_client.requests import build_request
+    from heatmap_client.wire import CODECS, array_from_tensor, payload_crc32, rebuild_dense
 
     kwargs = render_kwargs(sc)
     out = np.empty(sc.shape, np.float32)

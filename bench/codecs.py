@@ -55,7 +55,7 @@ def _exactness(got: np.ndarray, expected: np.ndarray) -> float:
 
 
 def measure_codecs(client: HeatmapClient, calls: int) -> list[dict]:
-    from heatmap_server.render import render_heatmaps
+    from heatmap_render import render_heatmaps
 
     rows = []
     for name in CHOSEN:
@@ -76,7 +76,7 @@ def measure_codecs(client: HeatmapClient, calls: int) -> list[dict]:
 
 
 def measure_dtypes(client: HeatmapClient, calls: int, name: str = "S2") -> list[dict]:
-    from heatmap_server.render import render_heatmaps
+    from heatmap_render import render_heatmaps
 
     inputs = _scenario_inputs(name)
     expected = render_heatmaps(

@@ -12,7 +12,7 @@ if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
   $python -m pip install -q --no-index --no-deps --no-compile --target /tmp/heatmap-site .whl/*.whl \
     && export PYTHONPATH=/tmp/heatmap-site${PYTHONPATH:+:$PYTHONPATH}
 fi
-export PYTHONPATH=client/src:server/src${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=render/src:client/src:server/src${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
 
 echo "== device"
@@ -20,7 +20,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 $python -c "import torch; print('torch', torch.__version__, '| cuda', torch.version.cuda, '|', torch.cuda.get_device_name())"
 
 echo "== tests on cuda (renderer, wire, service, the torch helpers; the servers render on cuda)"
-timeout 240 $python -m pytest tests/render tests/wire tests/service tests/client/test_torch_expand.py \
+timeout 240 $python -m pytest tests/render tests/wire tests/service \
   tests/client/test_torch_separable.py tests/client/test_dataloader_workers.py \
   -q -p no:cacheprovider --device cuda 2>&1 | tee "$out/gpu_tests.txt" | tail -n 15
 tests_status=${PIPESTATUS[0]}

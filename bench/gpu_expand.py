@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heatmap_client.torch import expand_profiles
-from heatmap_server.render import render_profiles
+from heatmap_render import render_profiles
 
 from gpu_render import SCENARIOS, cuda_median_ms
 

@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from heatmap_server.render import render_heatmaps
+from heatmap_render import render_heatmaps
 
 SCENARIOS = {
     "S2": dict(keypoints=17, size=(64, 48)),

@@ -211,7 +211,7 @@ def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Te
 
 
 def check_batch(mode: str, sc: Scenario, batch: dict, heatmaps: torch.Tensor) -> None:
-    from heatmap_server.render import render_heatmaps
+    from heatmap_render import render_heatmaps
 
     local = render_heatmaps(batch["keypoints"], sc.size, sc.sigma, method=sc.method,
                             coords=sc.coords,

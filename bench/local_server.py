@@ -1,8 +1,14 @@
-"""``heatmap-server serve`` in a subprocess on loopback, for the benchmarks."""
+"""``heatmap-server serve`` in a subprocess on loopback, for the benchmarks (the tests' own
+harness, ``tests/server_process.py``: a test harness does not ship in the server's wheel)."""
 
 from __future__ import annotations
 
-from heatmap_server.process import ServerProcess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from server_process import ServerProcess  # noqa: E402
 
 __all__ = ["Server"]
 

@@ -43,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from heatmap_server.render import render_heatmaps
+from heatmap_render import render_heatmaps
 
 from reference_loops import cached_kernel_loop, mmpose_loop, seed_loop
 from report import cpu_model, git_commit, grouped_bars, pyplot, write_json

@@ -7,7 +7,7 @@ do, i.e. batcher off):
 
   seed_loop        local: the classic per-keypoint function (bench/reference_loops.py)
   mmpose_loop      local: mmpose-style numpy loop (the baseline to beat)
-  vectorised       local: heatmap_server.render.render_heatmaps(..., out=reused tensor)
+  vectorised       local: heatmap_render.render_heatmaps(..., out=reused tensor)
   render           remote: HeatmapClient.render(..., out=reused array), one call at a time, server A
   render_fresh     remote: the same without out= (a fresh array per call)
   render_nobatch   remote: as ``render`` but on server C (batcher off)
@@ -140,7 +140,7 @@ def check_correctness(sc: Scenario, sent, pixels, clients: dict[str, HeatmapClie
     """Remote == local renderer bit for bit (every server); loops within TOLERANCE of it."""
     import torch
 
-    from heatmap_server.render import render_heatmaps
+    from heatmap_render import render_heatmaps
 
     kwargs = render_kwargs(sc)
     local = render_heatmaps(torch.from_numpy(sent[0]), sc.size, sc.sigma, method=sc.method,
@@ -171,8 +171,8 @@ def run_scenario(sc: Scenario, args, servers: dict[str, Server], clients: dict[s
     import torch
 
     from heatmap_client import RenderOptions
-    from heatmap_client.wire import build_request
-    from heatmap_server.render import render_heatmaps
+    from heatmap_client.requests import build_request
+    from heatmap_render import render_heatmaps
 
     sent, pixels = scenario_inputs(sc, args.seed, count=8)
     checks = check_correctness(sc, sent, pixels, clients)

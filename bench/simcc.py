@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from heatmap_server.render import check_simcc_args, render_simcc, simcc_from_args
+from heatmap_render import check_simcc_args, render_simcc, simcc_from_args
 
 from reference_loops import mmpose_simcc_loop
 from report import cpu_model, git_commit, write_json

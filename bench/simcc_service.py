@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heatmap_client import HeatmapClient
-from heatmap_server.render import render_simcc
+from heatmap_render import render_simcc
 
 from local_server import Server
 from reference_loops import mmpose_simcc_loop

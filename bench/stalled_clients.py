@@ -24,8 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from heatmap_client import HeatmapClient  # noqa: E402
-from heatmap_server.process import ServerProcess  # noqa: E402
 
+from server_process import ServerProcess  # noqa: E402
 from stalling import Stalled, rss_bytes  # noqa: E402
 
 

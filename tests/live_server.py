@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from heatmap_server.process import ServerProcess, stop_process
+from server_process import ServerProcess, stop_process
 
 
 def server_device() -> str:

@@ -1,5 +1,6 @@
-"""Probing real servers in tests: a free port, a scrape of the Prometheus endpoint, a wait, and a
-request heavy enough to keep the device thread busy for a while."""
+"""Probing real servers in tests: a free port, a scrape of the Prometheus endpoint, a wait, a
+request heavy enough to keep the device thread busy for a while, and render jobs made from checked
+renderer arguments (for the batcher's own tests)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,37 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap_client import RenderOptions
-from heatmap_client.wire import build_request
+from heatmap_client.requests import build_request
+from heatmap_client.wire import (
+    HeatmapLayout,
+    ProfilesLayout,
+    SimccLayout,
+    codec_by_name,
+    dtype_by_name,
+)
+from heatmap_render import SimccArgs
 
-__all__ = ["Samples", "busy_request", "free_port", "render_request", "scrape", "wait_for"]
+__all__ = [
+    "Samples", "busy_request", "free_port", "render_job", "render_request", "scrape", "wait_for",
+]
+
+
+def render_job(args, *, dtype: str = "float32", codec: str = "zstd"):
+    """A server ``RenderJob`` for checked renderer arguments (``RenderArgs`` or ``SimccArgs``), with
+    the reply layout a request for them would have."""
+    from heatmap_server.jobs import RenderJob
+
+    wire, chosen = dtype_by_name(dtype), codec_by_name(codec)
+    batch, instances, keypoints, _ = args.keypoints.shape
+    lead = (batch, instances, keypoints) if args.has_instances else (batch, keypoints)
+    if isinstance(args, SimccArgs):
+        label_height, label_width = args.label_size
+        layout = SimccLayout(chosen, wire, lead, label_width=label_width,
+                             label_height=label_height)
+    else:
+        family = ProfilesLayout if chosen.separable else HeatmapLayout
+        layout = family(chosen, wire, lead, *args.size)
+    return RenderJob(args=args, layout=layout, request_id=0, arrived=time.perf_counter())
 
 
 def render_request(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from heatmap_client import AsyncHeatmapClient, HeatmapError
-from heatmap_server.render import render_heatmaps
+from heatmap_render import render_heatmaps
 
 KEYPOINTS = np.array([[[3.0, 4.0], [10.0, 2.0]], [[1.5, 7.25], [-3.0, 5.0]]], np.float32)
 

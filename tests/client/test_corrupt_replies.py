@@ -18,13 +18,8 @@ from hypothesis import strategies as st
 
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap_client import HeatmapError
-from heatmap_client.wire import (
-    CODECS,
-    rebuild_dense,
-    reply_chunks,
-    result_from_chunks,
-    tensor_from_array,
-)
+from heatmap_client.replies import result_from_chunks
+from heatmap_client.wire import CODECS, rebuild_dense, reply_chunks, tensor_from_array
 from heatmap_server.encoding import encode_payload
 
 from probes import render_request

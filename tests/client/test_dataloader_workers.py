@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from heatmap_client import HeatmapClient  # noqa: E402
 from heatmap_client.torch import HeatmapCollate, SeparableHeatmaps  # noqa: E402
-from heatmap_server.render import render_heatmaps  # noqa: E402
+from heatmap_render import render_heatmaps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = (64, 48)

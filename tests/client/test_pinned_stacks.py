@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heatmap_server.render import render_heatmaps
+from heatmap_render import render_heatmaps
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,6 +56,7 @@ def _registry_reachable(python: Path) -> bool:
     return done.returncode == 0
 
 
+@pytest.mark.packaging
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("stack", list(STACKS))
 def test_client_installs_and_renders_beside_a_pinned_stack(stack, live_server, tmp_path):

@@ -15,7 +15,8 @@ import pytest
 
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap_client import HeatmapError
-from heatmap_client.wire import ReplyReader, reply_chunks, result_from_chunks, tensor_from_array
+from heatmap_client.replies import result_from_chunks
+from heatmap_client.wire import ReplyReader, reply_chunks, tensor_from_array
 
 from probes import render_request
 

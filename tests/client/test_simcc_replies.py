@@ -8,14 +8,10 @@ import numpy as np
 import pytest
 
 from heatmap.v1 import heatmap_pb2 as pb
-from heatmap_client import HeatmapError, SimccOptions
-from heatmap_client.wire import (
-    CODECS,
-    PendingReply,
-    build_simcc_request,
-    reply_chunks,
-    tensor_from_array,
-)
+from heatmap_client import ArgumentError, HeatmapError, SimccOptions
+from heatmap_client.replies import PendingReply
+from heatmap_client.requests import build_simcc_request
+from heatmap_client.wire import CODECS, reply_chunks, tensor_from_array
 from heatmap_server.encoding import encode_payload
 
 CHUNK_BYTES = 512  # small, so that every reply spans several chunks
@@ -119,5 +115,8 @@ def test_a_raw_payload_one_label_short_is_data_loss():
 
 def test_simcc_takes_no_keep_dtype_or_out():
     request, _, _, _ = _reply()
-    with pytest.raises(ValueError, match="^request: SimCC labels"):
+    with pytest.raises(ArgumentError, match="^keep_dtype: SimCC labels") as caught:
         PendingReply(request, keep_dtype=True)
+    assert caught.value.argument == "keep_dtype"
+    with pytest.raises(ArgumentError, match="^out: SimCC labels"):
+        PendingReply(request, out=np.zeros((BATCH, KEYPOINTS, 4), np.float32))

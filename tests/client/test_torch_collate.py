@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 import heatmap_client.torch as heatmap_torch  # noqa: E402
 from heatmap_client import HeatmapClient, HeatmapError  # noqa: E402
 from heatmap_client.torch import HeatmapCollate, SeparableHeatmaps  # noqa: E402
-from heatmap_server.render import render_heatmaps  # noqa: E402
+from heatmap_render import render_heatmaps  # noqa: E402
 
 SIZE = (32, 24)
 K = 5

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from heatmap_client.torch import HeatmapCollate, SeparableHeatmaps  # noqa: E402
-from heatmap_server.render import render_heatmaps  # noqa: E402
+from heatmap_render import render_heatmaps  # noqa: E402
 
 SIZE = (32, 24)
 K = 6
@@ -115,18 +115,17 @@ def _python(code: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def test_without_the_server_package_local_names_it():
+def test_without_the_renderer_the_torch_helpers_name_the_extra():
     # A None entry in sys.modules makes the import fail as if the package were not installed.
     out = _python(
-        "import sys; sys.modules['heatmap_server'] = None\n"
-        "from heatmap_client.torch import HeatmapCollate\n"
+        "import sys; sys.modules['heatmap_render'] = None\n"
         "try:\n"
-        "    HeatmapCollate('local', size=(8, 8), sigma=2.0)\n"
+        "    from heatmap_client.torch import HeatmapCollate\n"
         "except ImportError as error:\n"
         "    print(error)\n"
     )
     assert out.returncode == 0, out.stderr
-    assert "heatmap-server" in out.stdout and "pip install heatmap-server" in out.stdout
+    assert "heatmap-render" in out.stdout and "pip install 'heatmap-client[torch]'" in out.stdout
 
 
 def test_the_torch_package_does_not_import_the_server():

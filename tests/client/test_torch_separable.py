@@ -17,7 +17,7 @@ pytest.importorskip("torch.multiprocessing")
 from torch.utils.data._utils.pin_memory import pin_memory as loader_pin_memory  # noqa: E402
 
 from heatmap_client.torch import SeparableHeatmaps  # noqa: E402
-from heatmap_server.render import render_heatmaps, render_profiles  # noqa: E402
+from heatmap_render import render_heatmaps, render_profiles  # noqa: E402
 
 SIZE = (32, 24)
 K = 5

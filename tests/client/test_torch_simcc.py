@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from heatmap_client import ArgumentError, HeatmapClient  # noqa: E402
 from heatmap_client.torch import HeatmapCollate  # noqa: E402
-from heatmap_server.render import render_simcc  # noqa: E402
+from heatmap_render import render_simcc  # noqa: E402
 
 INPUT_SIZE = (256, 192)
 SIGMA = (4.9, 5.66)  # RTMPose's 256x192 configuration, (sigma_x, sigma_y)

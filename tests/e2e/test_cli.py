@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from heatmap_client.keypoint_files import read_coco, read_pts
+from heatmap_render import render_heatmaps
 from heatmap_server.app import parse_config
-from heatmap_server.render import render_heatmaps
 
 from probes import free_port
 

@@ -288,6 +288,7 @@ def _all_healthy(containers: list[str]) -> bool:
     return all(_inspect(c, "{{.State.Health.Status}}") == "healthy" for c in containers)
 
 
+@pytest.mark.packaging
 @pytest.mark.timeout(1800)
 def test_image_and_compose_on_a_real_engine(image):
     project = Project(image)

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from heatmap_client import HeatmapClient, HeatmapError
-from heatmap_server.render import render_heatmaps
+from heatmap_render import render_heatmaps
 
 from live_server import running_server
 from probes import free_port, scrape, wait_for

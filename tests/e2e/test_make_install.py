@@ -19,6 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.packaging
 @pytest.mark.timeout(330)
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_two_installs_started_at_once_both_succeed(tmp_path):
@@ -42,7 +43,7 @@ def test_two_installs_started_at_once_both_succeed(tmp_path):
     assert (venv / ".installed").is_file()
     check = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
-         "import heatmap_client, heatmap_server.render, torch; print(torch.__version__)"],
+         "import heatmap_client, heatmap_render, heatmap_server, torch; print(torch.__version__)"],
         capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith("2.")

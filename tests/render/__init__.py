@@ -1,1 +1,1 @@
-"""Tests of heatmap_server.render (a package, so its module names cannot clash with other dirs)."""
+"""Tests of heatmap_render (a package, so its module names cannot clash with other dirs)."""

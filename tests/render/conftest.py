@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmap_server.render import render_heatmaps
+from heatmap_render import render_heatmaps
 
 from .heatmap_reference import reference_render
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmap_server.render import render_heatmaps, render_profiles
+from heatmap_render import render_heatmaps, render_profiles
 
 from .heatmap_reference import random_keypoints
 

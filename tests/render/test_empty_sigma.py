@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heatmap_server.render import render_heatmaps, render_profiles
+from heatmap_render import render_heatmaps, render_profiles
 
 
 @pytest.mark.parametrize("keypoints, sigma", [

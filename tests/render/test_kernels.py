@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmap_server.render import clear_table_cache, render_heatmaps, table_cache_info
+from heatmap_render import clear_table_cache, render_heatmaps, table_cache_info
 
 from .heatmap_reference import random_keypoints
 
@@ -41,7 +41,7 @@ def test_tables_are_per_sigma_set_and_size(device):
 @pytest.mark.parametrize("visibility", [False, True])
 @pytest.mark.parametrize("method", ["seed", "msra", "udp"])
 def test_profiles_without_a_table_equal_the_table_path(monkeypatch, device, method, visibility):
-    import heatmap_server.render.profiles as profiles
+    import heatmap_render.profiles as profiles
 
     rng = np.random.default_rng(5)
     keypoints = (rng.uniform(-0.2, 1.2, size=(3, 2, 7, 2)) * [40, 30]).astype(np.float32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmap_server.render import render_heatmaps
+from heatmap_render import render_heatmaps
 
 from .heatmap_reference import (
     from_heatmap_pixels,

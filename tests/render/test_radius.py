@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmap_server.render import RenderArgumentError, gaussian_radius, sigma_from_box
+from heatmap_render import RenderArgumentError, gaussian_radius, sigma_from_box
 
 # A square box of side s: the three roots have closed forms (o = min_overlap).
 #   centernet: r1 = (2s + 2s sqrt(2o / (1 + o))) / 2, r2 = (4s + 4s sqrt(o)) / 2,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmap_server.render import (
+from heatmap_render import (
     RenderArgumentError,
     check_render_args,
     clear_table_cache,
@@ -129,7 +129,7 @@ def test_few_distinct_values_are_tabled_and_many_are_not(device, method):
 
 @pytest.mark.parametrize("method", ["seed", "msra", "udp"])
 def test_tabled_per_element_sigma_equals_direct_evaluation(monkeypatch, device, method):
-    import heatmap_server.render.profiles as profiles
+    import heatmap_render.profiles as profiles
 
     keypoints = torch.from_numpy(random_keypoints(8, (B, N, K), SIZE)).to(device)
     visibility = (torch.arange(B * N * K, device=device).reshape(B, N, K) % 3 != 0).float()
@@ -192,7 +192,7 @@ def test_concatenated_and_sliced_args_render_as_the_parts(device, per_sample):
     assert len(keys) == 1
     joined = concatenate_render_args(parts)
     assert joined.batch == 6
-    from heatmap_server.render import heatmaps_from_args
+    from heatmap_render import heatmaps_from_args
 
     whole = heatmaps_from_args(joined).heatmaps
     start = 0

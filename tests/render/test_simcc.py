@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmap_server.render import (
+from heatmap_render import (
     SIGMA_MIN,
     RenderArgumentError,
     check_simcc_args,
@@ -160,7 +160,7 @@ def test_odd_input_sizes_round_the_label_length_half_to_even(device):
 
 
 def test_without_a_table_equals_the_table(monkeypatch, device):
-    import heatmap_server.render.simcc as simcc
+    import heatmap_render.simcc as simcc
 
     keypoints = torch.from_numpy(_keypoints(9, (3, 2, 17), (256, 192))).to(device)
     tabled = render_simcc(keypoints, (256, 192), (4.9, 5.66))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmap_server.render import (
+from heatmap_render import (
     RenderArgumentError,
     RenderArgumentTypeError,
     render_heatmaps,

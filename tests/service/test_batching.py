@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from heatmap_client import HeatmapClient
-from heatmap_client.wire import codec_by_name, dtype_by_name
+from heatmap_render import check_render_args, render_heatmaps
 from heatmap_server import device as device_module
 from heatmap_server.batching import Batcher, QueueFull
 from heatmap_server.buffers import BufferPool
 from heatmap_server.jobs import RenderJob
-from heatmap_server.render import check_render_args, render_heatmaps
 
 from live_server import running_server
+from probes import render_job
 
 
 def _job(batch: int, *, keypoints: int = 5, size=(16, 12), sigma=2.0, seed=0, dtype="float32",
@@ -27,9 +27,7 @@ def _job(batch: int, *, keypoints: int = 5, size=(16, 12), sigma=2.0, seed=0, dt
     points = points.astype(np.float32)
     args = check_render_args(points, size, sigma, method=method, coords="heatmap", input_size=None,
                              visibility=None, dtype=torch.float32)
-    codec = codec_by_name("separable" if separable else "zstd")
-    return RenderJob(args=args, wire=dtype_by_name(dtype), codec=codec, request_id=0,
-                     arrived=time.perf_counter())
+    return render_job(args, dtype=dtype, codec="separable" if separable else "zstd")
 
 
 def _expected(job: RenderJob) -> np.ndarray:
@@ -314,8 +312,7 @@ def _instances_job(shape, size, dtype="float32", seed=0, visible=None) -> Render
         visibility = (rng.uniform(0, 1, shape) < visible).astype(np.float32)
     args = check_render_args(points, size, 2.0, method="msra", coords="heatmap", input_size=None,
                              visibility=visibility, dtype=torch.float32)
-    return RenderJob(args=args, wire=dtype_by_name(dtype), codec=codec_by_name("zstd"),
-                     request_id=0, arrived=time.perf_counter())
+    return render_job(args, dtype=dtype)
 
 
 @pytest.mark.parametrize("piece_work", [200, 5_000, 1 << 24])

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from heatmap_client import HeatmapClient
-from heatmap_client.wire import result_from_chunks
+from heatmap_client.replies import result_from_chunks
 
 from fuzzing import fuzz_settings, rpc_outcome
 

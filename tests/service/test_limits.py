@@ -8,6 +8,7 @@ keeps serving through all of it.
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +21,7 @@ from grpc_status import rpc_status
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from heatmap_client import HeatmapClient, HeatmapError
-from heatmap_client.wire import result_from_chunks
+from heatmap_client.replies import result_from_chunks
 
 from live_server import running_server
 from probes import busy_request, free_port, render_request, scrape, wait_for
@@ -223,10 +224,18 @@ CASES = {
     "negative input size": (lambda: _input_size(-4, 64), "input_height"),
     "udp pixel side 1": (lambda: _request(coords="pixel", input_size=(64, 64), size=(1, 16),
                                           method="udp"), "height"),
-    "rank 5": (lambda: _request(keypoints=np.zeros((1, 1, 1, 1, 2), np.float32)), "keypoints"),
-    "scalar keypoints": (lambda: _request(keypoints=np.float32(1.0)), "keypoints"),
+    # Shapes the client refuses before sending; a request from elsewhere gets them named too.
+    "rank 5": (lambda: _keypoints_of_shape([1, 1, 1, 1, 2]), "keypoints"),
+    "scalar keypoints": (lambda: _keypoints_of_shape([]), "keypoints"),
     "negative enum": (lambda: _with(method=-1), "method"),
 }
+
+
+def _keypoints_of_shape(shape: list[int]) -> pb.RenderRequest:
+    request = _request()
+    request.keypoints.CopyFrom(pb.Tensor(shape=shape,
+                                         data=np.zeros(math.prod(shape), np.float32).tobytes()))
+    return request
 
 
 def _with(**fields) -> pb.RenderRequest:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from heatmap_client import HeatmapClient
-from heatmap_server.render import render_heatmaps
+from heatmap_render import render_heatmaps
 
 METHODS = ["seed", "msra", "udp", "dark"]
 CODECS = ["zstd", "none", "separable"]

@@ -9,8 +9,9 @@ import pytest
 
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from heatmap_client import ArgumentError, HeatmapClient, HeatmapError, RenderOptions
-from heatmap_client.wire import build_request, double_tensor_from_array
-from heatmap_server.render import render_heatmaps, render_profiles
+from heatmap_client.requests import build_request
+from heatmap_client.wire import double_tensor_from_array
+from heatmap_render import render_heatmaps, render_profiles
 
 SIZE = (32, 24)
 BATCH, INSTANCES, KEYPOINTS = 3, 4, 5

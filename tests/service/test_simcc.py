@@ -12,7 +12,7 @@ import torch
 from render.simcc_reference import simcc_reference
 
 from heatmap_client import AsyncHeatmapClient, HeatmapClient, SimccOptions
-from heatmap_server.render import render_simcc
+from heatmap_render import render_simcc
 
 # RTMPose's configurations as (H_in, W_in) and (sigma_x, sigma_y); mmpose writes (W, H).
 RTMPOSE_256x192 = ((256, 192), (4.9, 5.66))

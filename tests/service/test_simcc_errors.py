@@ -12,7 +12,7 @@ from grpc_status import rpc_status
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from heatmap_client import ArgumentError, HeatmapClient, HeatmapError, SimccOptions
-from heatmap_client.wire import build_simcc_request
+from heatmap_client.requests import build_simcc_request
 
 KEYPOINTS = np.array([[[30.0, 40.0], [100.0, 20.0]]], dtype=np.float32)
 INPUT_SIZE = (256, 192)
@@ -105,7 +105,7 @@ def test_bad_keypoints_and_visibility_are_named(stub):
     request = _valid()
     request.keypoints.shape[:] = [1, 2, 3]
     request.keypoints.data = np.zeros(6, np.float32).tobytes()
-    assert _refusal(stub, request)[1] == "keypoints"
+    assert _refusal(stub, request)[1] == "keypoints.shape"
     request = _valid()
     request.visibility.shape.extend([1, 3])
     request.visibility.data = np.ones(3, np.float32).tobytes()

@@ -4,19 +4,18 @@ caller gets its own slice, and jobs that differ in any shared parameter never jo
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 from heatmap_client import HeatmapClient
-from heatmap_client.wire import codec_by_name, dtype_by_name
+from heatmap_render import check_render_args, check_simcc_args, render_heatmaps, render_simcc
 from heatmap_server.batching import Batcher
 from heatmap_server.jobs import RenderJob
-from heatmap_server.render import check_render_args, check_simcc_args, render_heatmaps, render_simcc
 
 from live_server import running_server
+from probes import render_job
 
 INPUT_SIZE, SIGMA = (256, 192), (4.9, 5.66)
 
@@ -31,8 +30,7 @@ def _simcc_job(batch, *, seed=0, instances=None, visible=True, dtype="float32", 
     visibility = None if visible else np.random.default_rng(seed).choice([0.0, 1.0], shape[:-1])
     args = check_simcc_args(points, INPUT_SIZE, options.pop("sigma", SIGMA),
                             visibility=visibility, **options)
-    return RenderJob(args=args, wire=dtype_by_name(dtype), codec=codec_by_name("zstd"),
-                     request_id=0, arrived=time.perf_counter())
+    return render_job(args, dtype=dtype)
 
 
 def _sigma_job(batch, *, seed=0, per_element=True):
@@ -42,8 +40,7 @@ def _sigma_job(batch, *, seed=0, per_element=True):
         sigma = np.random.default_rng(seed + 100).uniform(0.8, 3.0, (batch, 3, 1))
     args = check_render_args(points, (32, 24), sigma, method="udp", coords="heatmap",
                              input_size=None, visibility=None, dtype=torch.float32)
-    return RenderJob(args=args, wire=dtype_by_name("float32"), codec=codec_by_name("zstd"),
-                     request_id=0, arrived=time.perf_counter()), points, sigma
+    return render_job(args, dtype="float32"), points, sigma
 
 
 async def _together(batcher: Batcher, jobs: list[RenderJob]):

@@ -10,7 +10,7 @@ import pytest
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap_client.wire import (
     CODECS,
-    DTYPES,
+    WIRE_DTYPES,
     CodecError,
     codec_by_name,
     dequantize,
@@ -20,7 +20,7 @@ from heatmap_client.wire import (
     rebuild_dense,
 )
 
-WIRE_DTYPES = ["float32", "float16", "bfloat16", "uint16", "uint8"]
+DTYPE_NAMES = ["float32", "float16", "bfloat16", "uint16", "uint8"]
 
 
 def _heatmaps(shape=(3, 5, 20, 16), seed=0) -> np.ndarray:
@@ -34,7 +34,7 @@ def _pieces(payload: bytes, size: int) -> list[bytes]:
 
 
 @pytest.mark.parametrize("piece_size", [1 << 20, 1000, 7])
-@pytest.mark.parametrize("dtype", WIRE_DTYPES)
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
 @pytest.mark.parametrize("codec", ["zstd", "none"])
 def test_dense_round_trip(codec, dtype, piece_size):
     wire = dtype_by_name(dtype)
@@ -74,7 +74,7 @@ def test_separable_round_trip_rebuilds_the_max_over_instances(instances):
     np.testing.assert_array_equal(dense, expected)
 
 
-@pytest.mark.parametrize("dtype", WIRE_DTYPES)
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
 def test_quantize_dequantize_error_bounds(dtype):
     wire = dtype_by_name(dtype)
     values = np.random.default_rng(3).uniform(0, 1, size=10_000).astype(np.float32)
@@ -96,7 +96,7 @@ def test_bfloat16_bits_match_torch():
 
 def test_every_proto_value_has_a_codec_and_dtype():
     assert set(pb.Codec.values()) == set(CODECS)
-    assert set(pb.DType.values()) == set(DTYPES)
+    assert set(pb.DType.values()) == set(WIRE_DTYPES)
 
 
 def _zstd_payload() -> tuple[bytes, np.ndarray]:

@@ -18,16 +18,16 @@ from ._aio_stream import EndStatus, RequestWriter, next_chunk
 from ._channel import ChannelSettings, channel_options, metadata
 from ._errors import HeatmapError
 from ._idle import DEFAULT_IDLE_TIMEOUT_S, IdleClock
-from ._render_api import RenderCalls
+from ._render_api import RemoteRenderCalls
+from .replies import PendingReply, unanswered
 from .results import ProfilesResult, RenderResult, SimccResult
-from .wire.replies import PendingReply, unanswered
 
 __all__ = ["AsyncHeatmapClient"]
 
 
 class AsyncHeatmapClient(
     ChannelSettings,
-    RenderCalls[Awaitable[RenderResult], Awaitable[ProfilesResult], Awaitable[SimccResult]],
+    RemoteRenderCalls[Awaitable[RenderResult], Awaitable[ProfilesResult], Awaitable[SimccResult]],
 ):
     """Renders heatmaps on a remote server from asyncio code; arguments as :class:`HeatmapClient`
     (``render``, ``render_profiles`` and ``render_simcc`` have the same signatures and return
@@ -53,7 +53,7 @@ class AsyncHeatmapClient(
             self._pid = os.getpid()
         return self._channel
 
-    async def _unary(self, pending: PendingReply, timeout: float | None) -> Any:
+    async def _call(self, pending: PendingReply, timeout: float | None) -> Any:
         stub = pb_grpc.HeatmapRendererStub(self._open())
         call = stub.Render(
             pending.request, timeout=self._timeout(timeout), metadata=metadata(self._token)

@@ -20,7 +20,7 @@ import grpc
 from ._errors import HeatmapError
 from ._idle import IdleClock
 from ._render_api import pending_from_item
-from .wire.replies import PendingReply
+from .replies import PendingReply
 
 __all__ = ["EndStatus", "RequestWriter", "next_chunk"]
 

@@ -23,14 +23,14 @@ from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from ._channel import ChannelSettings, channel_options, check_fork_support, metadata
 from ._errors import HeatmapError
 from ._idle import DEFAULT_IDLE_TIMEOUT_S, IdleClock, watch_from_thread
-from ._render_api import RenderCalls, pending_from_item
+from ._render_api import RemoteRenderCalls, pending_from_item
+from .replies import PendingReply, unanswered
 from .results import ProfilesResult, RenderResult, SimccResult
-from .wire.replies import PendingReply, unanswered
 
 __all__ = ["HeatmapClient"]
 
 
-class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult, SimccResult]):
+class HeatmapClient(ChannelSettings, RemoteRenderCalls[RenderResult, ProfilesResult, SimccResult]):
     """Renders heatmaps on a remote server.
 
     Args (keyword-only after ``target``, shared with :class:`AsyncHeatmapClient`):
@@ -83,7 +83,7 @@ class HeatmapClient(ChannelSettings, RenderCalls[RenderResult, ProfilesResult, S
                 self._pid = os.getpid()
             return self._channel
 
-    def _unary(self, pending: PendingReply, timeout: float | None) -> Any:
+    def _call(self, pending: PendingReply, timeout: float | None) -> Any:
         stub = pb_grpc.HeatmapRendererStub(self._open())
         try:
             call = stub.Render(

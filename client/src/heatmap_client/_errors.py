@@ -6,6 +6,8 @@ import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
+from .wire.vocabulary import ARGUMENT_OF_FIELD
+
 __all__ = ["HeatmapError"]
 
 _DETAILS_KEY = "grpc-status-details-bin"
@@ -48,12 +50,15 @@ class HeatmapError(Exception):
     def from_rpc_error(cls, error: grpc.RpcError) -> HeatmapError:
         code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
         details = (error.details() if hasattr(error, "details") else str(error)) or ""
-        # Imported here: the wire's reply decoding raises this class, so it loads before the wire.
-        from .wire.vocabulary import ARGUMENT_OF_FIELD
-
         field = _field_at_fault(error)
         argument = None
         if field is not None:
-            argument = ARGUMENT_OF_FIELD.get(field, field)
-            details = details.replace(f"{field}: ", f"{argument}: ", 1)
+            # A part of a field (``keypoints.shape``) is at fault in the argument it belongs to.
+            head, dot, part = field.partition(".")
+            if field in ARGUMENT_OF_FIELD or head not in ARGUMENT_OF_FIELD:
+                argument = ARGUMENT_OF_FIELD.get(field, field)
+                details = details.replace(f"{field}: ", f"{argument}: ", 1)
+            else:
+                argument = ARGUMENT_OF_FIELD[head]
+                details = details.replace(f"{field}: ", f"{argument}{dot}{part}: ", 1)
         return cls(code or grpc.StatusCode.UNKNOWN, details, argument)

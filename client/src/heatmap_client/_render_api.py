@@ -1,9 +1,13 @@
-"""The render methods (``render``, ``render_profiles``, ``render_simcc``), written once for
-:class:`HeatmapClient` and :class:`AsyncHeatmapClient`.
+"""The render methods, written once for :class:`HeatmapClient`, :class:`AsyncHeatmapClient` and
+the in-process renderer of ``HeatmapCollate("local")``.
 
-Both clients share one typed signature per method; each supplies how a request travels
-(``_unary`` blocks and returns the result, or returns an awaitable of it). ``render_many`` items
-are dicts of :meth:`RenderCalls.render`'s keyword arguments.
+Each typed method (``render``, ``render_profiles``, ``render_simcc``) checks its arguments into an
+options object (:class:`RenderOptions`, :class:`SimccOptions`) and hands it to its ``*_with`` twin
+(``render_with(options, keypoints, ...)``), which is what code holding options already calls (the
+collate, the CLI). The network clients implement the twins by building a request and supplying how
+it travels (``_call`` blocks and returns the result, or returns an awaitable of it); the local
+renderer implements them by rendering. ``render_many`` items are dicts of :meth:`render`'s keyword
+arguments, or ``{"keypoints": ..., "options": RenderOptions(...)}``.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from .options import RenderOptions, SimccOptions, split_sigma
-from .wire.replies import PendingReply
-from .wire.requests import build_request, build_simcc_request
+from .replies import PendingReply
+from .requests import build_request, build_simcc_request
 from .wire.vocabulary import ArgumentError
 
-__all__ = ["RenderCalls", "pending_from_item"]
+__all__ = ["KeywordRenderer", "RemoteRenderCalls", "RenderCalls", "pending_from_item"]
 
 ResultT = TypeVar("ResultT")
 ProfilesT = TypeVar("ProfilesT")
@@ -38,17 +42,24 @@ def pending_from_item(item: Mapping[str, Any], request_id: int) -> PendingReply:
         raise ArgumentError(
             "requests", f"items are dicts of render()'s arguments, got {type(item).__name__}"
         )
-    known = set(RenderOptions.names()) | set(_PER_REQUEST) | set(_PER_RESULT)
+    options = item.get("options")
+    known = set(_PER_REQUEST) | set(_PER_RESULT)
+    known |= {"options", "sigma"} if options is not None else set(RenderOptions.names())
     unknown = sorted(set(item) - known)
     if unknown:
         raise ArgumentError(unknown[0], f"not an argument of render() (known: {sorted(known)})")
     if "keypoints" not in item:
         raise ArgumentError("keypoints", "required in every render_many item")
-    given = {name: item[name] for name in RenderOptions.names() if name in item}
     sigma_map = None
-    if "sigma" in given:
-        given["sigma"], sigma_map = split_sigma(given["sigma"])
-    options = RenderOptions(**given)
+    if options is None:
+        given = {name: item[name] for name in RenderOptions.names() if name in item}
+        if "sigma" in given:
+            given["sigma"], sigma_map = split_sigma(given["sigma"])
+        options = RenderOptions(**given)
+    elif not isinstance(options, RenderOptions):
+        raise ArgumentError("options", f"expected RenderOptions, got {type(options).__name__}")
+    else:
+        sigma_map = item.get("sigma")
     request = build_request(
         item["keypoints"], options, visibility=item.get("visibility"), sigma_map=sigma_map,
         request_id=request_id,
@@ -58,9 +69,30 @@ def pending_from_item(item: Mapping[str, Any], request_id: int) -> PendingReply:
 
 class RenderCalls(Generic[ResultT, ProfilesT, SimccT]):
     """``render``, ``render_profiles`` and ``render_simcc``: the arguments are checked here, at
-    the call, and every error names the argument as written."""
+    the call, and every error names the argument as written; the ``*_with`` twins do the work."""
 
-    def _unary(self, pending: PendingReply, timeout: float | None) -> Any:
+    def render_with(
+        self, options: RenderOptions, keypoints: Any, *, visibility: Any = None,
+        sigma: Any = None, timeout: float | None = None, keep_dtype: bool = False,
+        out: np.ndarray | None = None,
+    ) -> ResultT:
+        """:meth:`render` with its options already made; ``sigma`` is this batch's own array
+        (only when ``options.sigma`` is None)."""
+        raise NotImplementedError
+
+    def render_profiles_with(
+        self, options: RenderOptions, keypoints: Any, *, visibility: Any = None,
+        sigma: Any = None, timeout: float | None = None,
+    ) -> ProfilesT:
+        """:meth:`render_profiles` with its options already made (dtype and codec are not used:
+        profiles are float32, codec ``separable``)."""
+        raise NotImplementedError
+
+    def render_simcc_with(
+        self, options: SimccOptions, keypoints: Any, *, visibility: Any = None,
+        timeout: float | None = None,
+    ) -> SimccT:
+        """:meth:`render_simcc` with its options already made."""
         raise NotImplementedError
 
     def render(
@@ -101,13 +133,13 @@ class RenderCalls(Generic[ResultT, ProfilesT, SimccT]):
             ArgumentError: a ``ValueError`` naming the argument, before anything is sent.
             HeatmapError: the server's status; ``argument`` names the argument at fault.
         """
-        shared, sigma_map = split_sigma(sigma)
+        shared, per_batch = split_sigma(sigma)
         options = RenderOptions(
             size=size, sigma=shared, method=method, coords=coords, input_size=input_size,
             dtype=dtype, codec=codec,
         )
-        request = build_request(keypoints, options, visibility=visibility, sigma_map=sigma_map)
-        return self._unary(PendingReply(request, keep_dtype=keep_dtype, out=out), timeout)
+        return self.render_with(options, keypoints, visibility=visibility, sigma=per_batch,
+                                timeout=timeout, keep_dtype=keep_dtype, out=out)
 
     def render_profiles(
         self,
@@ -130,13 +162,13 @@ class RenderCalls(Generic[ResultT, ProfilesT, SimccT]):
         Returns:
             a :class:`ProfilesResult` (awaitable on :class:`AsyncHeatmapClient`).
         """
-        shared, sigma_map = split_sigma(sigma)
+        shared, per_batch = split_sigma(sigma)
         options = RenderOptions(
             size=size, sigma=shared, method=method, coords=coords, input_size=input_size,
             codec="separable",
         )
-        request = build_request(keypoints, options, visibility=visibility, sigma_map=sigma_map)
-        return self._unary(PendingReply(request, profiles=True), timeout)
+        return self.render_profiles_with(options, keypoints, visibility=visibility,
+                                         sigma=per_batch, timeout=timeout)
 
     def render_simcc(
         self,
@@ -177,5 +209,60 @@ class RenderCalls(Generic[ResultT, ProfilesT, SimccT]):
             label_smooth_weight=label_smooth_weight, normalize=normalize, dtype=dtype,
             codec=codec,
         )
+        return self.render_simcc_with(options, keypoints, visibility=visibility, timeout=timeout)
+
+
+class RemoteRenderCalls(RenderCalls[ResultT, ProfilesT, SimccT]):
+    """The ``*_with`` methods of a network client: a request built from the options, and its
+    reply read by ``_call`` (which the sync and the asyncio client each supply)."""
+
+    def _call(self, pending: PendingReply, timeout: float | None) -> Any:
+        raise NotImplementedError
+
+    def render_with(self, options, keypoints, *, visibility=None, sigma=None, timeout=None,
+                    keep_dtype=False, out=None):
+        request = build_request(keypoints, options, visibility=visibility, sigma_map=sigma)
+        return self._call(PendingReply(request, keep_dtype=keep_dtype, out=out), timeout)
+
+    def render_profiles_with(self, options, keypoints, *, visibility=None, sigma=None,
+                             timeout=None):
+        request = build_request(keypoints, options.profiles(), visibility=visibility,
+                                sigma_map=sigma)
+        return self._call(PendingReply(request, profiles=True), timeout)
+
+    def render_simcc_with(self, options, keypoints, *, visibility=None, timeout=None):
         request = build_simcc_request(keypoints, options, visibility=visibility)
-        return self._unary(PendingReply(request), timeout)
+        return self._call(PendingReply(request), timeout)
+
+
+class KeywordRenderer(RenderCalls[Any, Any, Any]):
+    """Any object with the client's typed methods (``render(keypoints, size=..., sigma=...,
+    ...)``), given the ``*_with`` methods: the options are spread into keyword arguments here,
+    the one place they are."""
+
+    def __init__(self, renderer: Any):
+        self.renderer = renderer
+
+    def __repr__(self) -> str:
+        return repr(self.renderer)
+
+    def render_with(self, options, keypoints, *, visibility=None, sigma=None, timeout=None,
+                    keep_dtype=False, out=None):
+        kwargs = options.as_kwargs()
+        if sigma is not None:
+            kwargs["sigma"] = sigma
+        return self.renderer.render(keypoints, visibility=visibility, timeout=timeout,
+                                    keep_dtype=keep_dtype, **kwargs)
+
+    def render_profiles_with(self, options, keypoints, *, visibility=None, sigma=None,
+                             timeout=None):
+        kwargs = {name: value for name, value in options.as_kwargs().items()
+                  if name not in ("dtype", "codec")}
+        if sigma is not None:
+            kwargs["sigma"] = sigma
+        return self.renderer.render_profiles(keypoints, visibility=visibility, timeout=timeout,
+                                             **kwargs)
+
+    def render_simcc_with(self, options, keypoints, *, visibility=None, timeout=None):
+        return self.renderer.render_simcc(keypoints, visibility=visibility, timeout=timeout,
+                                          **options.as_kwargs())

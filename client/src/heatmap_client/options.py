@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from .wire.codecs import codec_by_name
-from .wire.dtypes import dtype_by_name
-from .wire.vocabulary import COORDINATE_SPACES, METHODS, SMOOTHINGS, ArgumentError
+from heatmap.v1 import heatmap_pb2 as pb
+
+from .wire.codecs import Codec, codec_by_name
+from .wire.dtypes import WireDType, dtype_by_name
+from .wire.vocabulary import COORDINATE_SPACES, METHODS, SMOOTHINGS, TARGETS, ArgumentError
 
 __all__ = ["AUTO_CODEC", "RenderOptions", "SimccOptions", "split_sigma"]
 
@@ -85,14 +87,23 @@ def _sigma(value: Any) -> float | tuple[float, ...] | None:
 
 
 class _KeywordOptions:
-    """Options that are a call's keyword arguments, one dataclass field each."""
+    """Options that are a call's keyword arguments, one dataclass field each; what they resolve
+    to (proto values, the wire dtype and codec) is kept beside them, made once.
+
+    Attributes:
+        request_fields: the ``RenderRequest`` fields these options set, which every request built
+            with them copies (the names are not translated again per request).
+    """
+
+    request_fields: dict[str, Any]
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The option names, as the keyword arguments of the call they configure."""
-        return tuple(spec.name for spec in fields(cls))
+        return tuple(spec.name for spec in fields(cls) if spec.init)
 
     def as_kwargs(self) -> dict[str, Any]:
+        """The options as the call's keyword arguments (for renderers that only take those)."""
         return {name: getattr(self, name) for name in self.names()}
 
 
@@ -129,16 +140,22 @@ class RenderOptions(_KeywordOptions):
     input_size: tuple[int, int] | None = None
     dtype: str = "float32"
     codec: str = AUTO_CODEC
+    wire: WireDType = field(init=False, repr=False, compare=False)
+    wire_codec: Codec = field(init=False, repr=False, compare=False)
+    request_fields: dict[str, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__  # normalising a frozen instance once, as it is made
         set_field(self, "size", _hw("size", self.size))
         set_field(self, "sigma", _sigma(self.sigma))
-        METHODS.proto(self.method)
-        COORDINATE_SPACES.proto(self.coords)
-        dtype_by_name(self.dtype)
-        if self.codec != AUTO_CODEC:
-            codec_by_name(self.codec)
+        method = METHODS.proto(self.method)
+        coords = COORDINATE_SPACES.proto(self.coords)
+        set_field(self, "wire", dtype_by_name(self.dtype))
+        if self.codec == AUTO_CODEC:
+            codec = "separable" if self.method in _SEPARABLE_BY_DEFAULT else "zstd"
+        else:
+            codec = self.codec
+        set_field(self, "wire_codec", codec_by_name(codec))
         if self.coords == "pixel":
             if self.input_size is None:
                 raise ArgumentError(
@@ -150,13 +167,29 @@ class RenderOptions(_KeywordOptions):
             raise ArgumentError(
                 "input_size", f"only used with coords='pixel', got coords={self.coords!r}"
             )
+        height, width = self.size
+        request = dict(height=height, width=width, method=method, coordinate_space=coords,
+                       dtype=self.wire.proto, codec=self.wire_codec.proto)
+        if isinstance(self.sigma, tuple):
+            request["sigmas"] = self.sigma
+        elif self.sigma is not None:
+            request["sigma"] = self.sigma
+        if self.input_size is not None:
+            request["input_height"], request["input_width"] = self.input_size
+        set_field(self, "request_fields", request)
 
-    @property
-    def wire_codec(self) -> str:
-        """The codec the request travels with (``auto`` resolved for this method)."""
-        if self.codec != AUTO_CODEC:
-            return self.codec
-        return "separable" if self.method in _SEPARABLE_BY_DEFAULT else "zstd"
+    def profiles(self) -> RenderOptions:
+        """These options for ``render_profiles``: float32 profiles, codec ``separable`` (made
+        once per options object)."""
+        if self.wire_codec.separable and self.dtype == "float32":
+            return self
+        made = self.__dict__.get("_profiles")
+        if made is None:
+            made = RenderOptions(size=self.size, sigma=self.sigma, method=self.method,
+                                 coords=self.coords, input_size=self.input_size,
+                                 codec="separable")
+            object.__setattr__(self, "_profiles", made)
+        return made
 
 
 def _number(argument: str, value: Any) -> float:
@@ -217,6 +250,8 @@ class SimccOptions(_KeywordOptions):
     normalize: bool = True
     dtype: str = "float32"
     codec: str = "zstd"
+    wire: WireDType = field(init=False, repr=False, compare=False)
+    request_fields: dict[str, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__  # normalising a frozen instance once, as it is made
@@ -226,7 +261,7 @@ class SimccOptions(_KeywordOptions):
         if ratio <= 0:
             raise ArgumentError("split_ratio", f"must be > 0, got {self.split_ratio!r}")
         set_field(self, "split_ratio", ratio)
-        SMOOTHINGS.proto(self.smoothing)
+        smoothing = SMOOTHINGS.proto(self.smoothing)
         weight = _number("label_smooth_weight", self.label_smooth_weight)
         if not 0 <= weight <= 1:
             raise ArgumentError("label_smooth_weight", f"must lie in [0, 1], got {weight!r}")
@@ -239,9 +274,11 @@ class SimccOptions(_KeywordOptions):
             raise ArgumentError("normalize", f"expected True or False, got {self.normalize!r}")
         set_field(self, "normalize", bool(self.normalize))
         wire = dtype_by_name(self.dtype)
+        set_field(self, "wire", wire)
         if self.codec == AUTO_CODEC:
             set_field(self, "codec", "zstd")  # labels are 1D already: nothing to factorise
-        if codec_by_name(self.codec).separable:
+        codec = codec_by_name(self.codec)
+        if codec.separable:
             raise ArgumentError(
                 "codec", "SimCC labels travel as zstd or none; separable is for heatmaps"
             )
@@ -251,6 +288,16 @@ class SimccOptions(_KeywordOptions):
                 f"{self.dtype} holds values up to 1, but normalised labels with sigma "
                 f"{min(self.sigma)!r} peak at {self.peak:.6g}; use a floating dtype",
             )
+        sigma_x, sigma_y = self.sigma
+        set_field(self, "request_fields", dict(
+            input_height=self.input_size[0], input_width=self.input_size[1], dtype=wire.proto,
+            codec=codec.proto, target=TARGETS.proto("simcc"),
+            simcc=pb.SimccParameters(
+                split_ratio=self.split_ratio, smoothing=smoothing,
+                label_smooth_weight=self.label_smooth_weight, normalize=self.normalize,
+                sigma_x=sigma_x, sigma_y=sigma_y,
+            ),
+        ))
 
     @property
     def label_size(self) -> tuple[int, int]:

@@ -32,7 +32,6 @@ from .buffers import BufferPool
 from .departures import quiet_departed_clients
 from .health import HealthService
 from .metrics import Metrics
-from .process import LISTENING
 from .service import HeatmapRendererService, ServiceLimits, add_to_server
 
 __all__ = [
@@ -45,6 +44,10 @@ __all__ = [
 log = logging.getLogger("heatmap_server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["HeatmapRenderer"].full_name
+
+# The start-up line; "listening on HOST:PORT" carries the port bound (also with --port 0), which
+# operators, scripts and the tests read.
+LISTENING = "heatmap-server %s listening on %s:%d (device %s, %s%s)"
 
 
 @dataclass(frozen=True)

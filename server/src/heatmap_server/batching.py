@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .buffers import BufferPool
-from .device import PIECE_WORK, Abandoned, DeviceRenderer, job_work
+from .device import PIECE_WORK, Abandoned, DeviceRenderer
 from .jobs import Rendered, RenderJob
 
 __all__ = [
@@ -167,7 +167,7 @@ class Batcher:
         """The first queued light job and the jobs it coalesces with, taken now (no waiting)."""
         with self._condition:
             first = next(
-                (entry for entry in self._pending if job_work(entry.job) <= PIECE_WORK), None
+                (entry for entry in self._pending if entry.job.work <= PIECE_WORK), None
             )
             if first is None:
                 return None
@@ -175,7 +175,7 @@ class Batcher:
             group, keypoints = [first], first.job.keypoint_count
             for entry in list(self._pending):
                 fits = keypoints + entry.job.keypoint_count <= self.max_batch_keypoints
-                if fits and entry.job.key == first.job.key and job_work(entry.job) <= PIECE_WORK:
+                if fits and entry.job.key == first.job.key and entry.job.work <= PIECE_WORK:
                     group.append(entry)
                     keypoints += entry.job.keypoint_count
                     self._pending.remove(entry)

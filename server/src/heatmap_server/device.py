@@ -23,9 +23,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .buffers import BufferPool, Lease
-from .jobs import Rendered, RenderJob
-from .render import (
+from heatmap_client.wire import HeatmapLayout, ProfilesLayout, SimccLayout
+from heatmap_render import (
+    DTYPES,
     RenderArgs,
     SimccArgs,
     concatenate_render_args,
@@ -34,7 +34,10 @@ from .render import (
     simcc_from_args,
 )
 
-__all__ = ["PIECE_WORK", "Abandoned", "DeviceRenderer", "job_work", "torch_dtype"]
+from .buffers import BufferPool, Lease
+from .jobs import Rendered, RenderJob
+
+__all__ = ["PIECE_WORK", "Abandoned", "DeviceRenderer"]
 
 # Element passes (N x B x K x H x W) per piece of a dense render.
 PIECE_WORK = 16 * 1024 * 1024
@@ -44,25 +47,8 @@ class Abandoned(Exception):
     """Every caller of a render went away; it stopped at a piece boundary."""
 
 
-def job_work(job: RenderJob) -> int:
-    """What a job costs the device, in element passes: N x B x K x H x W for a dense render
-    (each instance is one more max-merge pass), B x N x K x (H + W) for profiles and
-    B x N x K x (Hy + Wx) for SimCC labels."""
-    batch, instances, keypoints, _ = job.args.keypoints.shape
-    if job.simcc:
-        return batch * instances * keypoints * sum(job.args.label_size)
-    height, width = job.args.size
-    if job.separable:
-        return batch * instances * keypoints * (height + width)
-    return batch * instances * keypoints * height * width
-
 # The integer storage of the fixed-point wire dtypes, as torch dtypes.
 _FIXED_POINT_STORAGE = {np.dtype("<u2"): torch.uint16, np.dtype("u1"): torch.uint8}
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    """The torch dtype called ``name`` (``float32``, ``float16``, ``bfloat16``)."""
-    return getattr(torch, name)
 
 
 def _host(tensor: torch.Tensor) -> np.ndarray:
@@ -131,6 +117,13 @@ class DeviceRenderer:
         self.device = device
         self.pool = pool
         self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        # How each reply layout's family renders: (args, first job, users, between_pieces) ->
+        # (host arrays in the layout's payload order, host weights, the buffers' lease or None).
+        self._families = {
+            HeatmapLayout: self._dense_arrays,
+            ProfilesLayout: self._profiles,
+            SimccLayout: self._simcc,
+        }
 
     def render(
         self, jobs: list[RenderJob], between_pieces: Callable[[], None] | None = None
@@ -147,23 +140,10 @@ class DeviceRenderer:
         started = time.perf_counter()
         first = jobs[0]
         args = self._joined_args(jobs)
-        lease = None
-        if first.simcc:
-            outputs, weights_host = self._simcc(args, first)
-        elif first.separable:
-            profiles = profiles_from_args(args)
-            outputs = [_host(profiles.rows.contiguous()), _host(profiles.cols.contiguous())]
-            weights_host = _host(profiles.weights)
-        else:
-            host, lease, weights = self._dense(
-                args, first, users=len(jobs), between_pieces=between_pieces or (lambda: None)
-            )
-            try:
-                outputs = [_host(host)]
-                weights_host = _host(weights)
-            except BaseException:
-                _release_all(lease, len(jobs))
-                raise
+        family = self._families[type(first.layout)]
+        outputs, weights_host, lease = family(
+            args, first, len(jobs), between_pieces or (lambda: None)
+        )
         render_us = int((time.perf_counter() - started) * 1e6)
         results, offset = [], 0
         for job in jobs:
@@ -173,7 +153,6 @@ class DeviceRenderer:
                 Rendered(
                     arrays=[array[rows] for array in outputs],
                     weights=weights_host[rows],
-                    instances=args.keypoints.shape[1],
                     queue_us=int((started - job.arrived) * 1e6),
                     render_us=render_us,
                     coalesced_requests=len(jobs),
@@ -187,19 +166,34 @@ class DeviceRenderer:
         visibility, per-element sigmas) concatenated along B."""
         return concatenate_render_args([job.args for job in jobs]).to(self.device)
 
-    def _simcc(self, args: SimccArgs, job: RenderJob) -> tuple[list[np.ndarray], np.ndarray]:
+    def _profiles(self, args: RenderArgs, job: RenderJob, users: int, between_pieces):
+        """Rows then cols, float32, and the weights: nothing dense is rendered."""
+        profiles = profiles_from_args(args)
+        outputs = [_host(profiles.rows.contiguous()), _host(profiles.cols.contiguous())]
+        return outputs, _host(profiles.weights), None
+
+    def _simcc(self, args: SimccArgs, job: RenderJob, users: int, between_pieces):
         """The x and y labels in the wire dtype on the host, and the weights."""
         labels = simcc_from_args(args)
         outputs = [_host(self._labels_to_wire(labels.x_labels, job)),
                    _host(self._labels_to_wire(labels.y_labels, job))]
-        return outputs, _host(labels.weights)
+        return outputs, _host(labels.weights), None
+
+    def _dense_arrays(self, args: RenderArgs, job: RenderJob, users: int, between_pieces):
+        """The dense tensor in a pooled host buffer shared by ``users``, and the weights."""
+        host, lease, weights = self._dense(args, job, users, between_pieces)
+        try:
+            return [_host(host)], _host(weights), lease
+        except BaseException:
+            _release_all(lease, users)
+            raise
 
     def _labels_to_wire(self, labels: torch.Tensor, job: RenderJob) -> torch.Tensor:
         """float32 labels as the wire stores them (the service refuses fixed point above 1)."""
         if job.wire.scale is not None:
             scaled = torch.round(labels * job.wire.scale)
             return scaled.to(_FIXED_POINT_STORAGE[job.wire.storage])
-        return labels.to(torch_dtype(job.wire.render_as))
+        return labels.to(DTYPES[job.wire.render_as])
 
     def _dense(
         self, args: RenderArgs, job: RenderJob, users: int, between_pieces: Callable[[], None]

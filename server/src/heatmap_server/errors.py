@@ -10,8 +10,7 @@ from grpc_status import rpc_status
 
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap_client.wire import FIELDS_OF_ARGUMENT, TARGETS, ArgumentError
-
-from .render import RenderArgumentError
+from heatmap_render import RenderArgumentError
 
 __all__ = ["RequestError", "field_of_argument", "invalid"]
 

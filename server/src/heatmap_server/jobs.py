@@ -7,43 +7,47 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heatmap_client.wire import Codec, WireDType
+from heatmap_client.wire import Codec, ReplyLayout, WireDType
+from heatmap_render import RenderArgs, SimccArgs
 
 from .buffers import Lease
-from .render import RenderArgs, SimccArgs
 
 __all__ = ["RenderJob", "Rendered"]
 
 
 @dataclass(frozen=True)
 class RenderJob:
-    """One request's checked render arguments and everything its reply needs.
+    """One request's checked render arguments and its reply's layout.
 
-    ``args`` carries the render dtype (``wire.render_as``); ``wire`` is the storage on the wire
-    (fixed point renders in float32 and is quantised); a ``codec.separable`` job renders profiles
-    only; a job of :class:`SimccArgs` renders SimCC labels (float32, converted to ``wire``).
+    ``args`` carries the render dtype (``wire.render_as``: fixed point renders in float32 and is
+    quantised to the wire's storage); the layout's family says what is rendered (dense heatmaps,
+    their profiles, or SimCC labels) and what the reply holds.
     """
 
     args: RenderArgs | SimccArgs
-    wire: WireDType
-    codec: Codec
+    layout: ReplyLayout
     request_id: int
     arrived: float
 
     @property
-    def separable(self) -> bool:
-        return self.codec.separable
+    def wire(self) -> WireDType:
+        return self.layout.wire
 
     @property
-    def simcc(self) -> bool:
-        return isinstance(self.args, SimccArgs)
+    def codec(self) -> Codec:
+        return self.layout.codec
+
+    @property
+    def work(self) -> int:
+        """What it costs the device, in element passes (see ``ReplyLayout.work``)."""
+        return self.layout.work
 
     @property
     def key(self) -> tuple:
         """Jobs with equal keys can be rendered as one batch (concatenated along B): the
-        renderer's coalescing key (per-element sigmas concatenate along B with the keypoints)
-        and the wire's."""
-        return (type(self.args).__name__, self.args.coalescing_key, self.wire.name, self.separable)
+        renderer's coalescing key (per-element sigmas concatenate along B with the keypoints),
+        the layout's family and the wire dtype."""
+        return (type(self.layout), self.args.coalescing_key, self.wire.name)
 
     @property
     def keypoint_count(self) -> int:
@@ -59,7 +63,6 @@ class Rendered:
 
     arrays: list[np.ndarray]
     weights: np.ndarray
-    instances: int
     queue_us: int
     render_us: int
     coalesced_requests: int

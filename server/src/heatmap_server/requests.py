@@ -1,8 +1,9 @@
 """Requests in: every field of a ``RenderRequest`` checked and converted to a :class:`RenderJob`.
 
-This and :mod:`.replies` are the only places that convert between protobuf messages and the
+This and :mod:`.pipeline` are the only places that convert between protobuf messages and the
 renderer. Checks that cost nothing run first, on the event loop, so a bad request never reaches
-the device.
+the device; what a request costs (its output, its work) comes from its reply layout, the one the
+client bounds its reading by.
 """
 
 from __future__ import annotations
@@ -15,23 +16,20 @@ from google.protobuf.message import DecodeError
 
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap_client.wire import (
-    CODECS,
     COORDINATE_SPACES,
-    DTYPES,
     METHODS,
     SMOOTHINGS,
-    TARGETS,
     ArgumentError,
-    Codec,
-    WireDType,
+    ReplyLayout,
+    SimccLayout,
     array_from_double_tensor,
     array_from_tensor,
+    layout_of,
 )
+from heatmap_render import RenderArgumentError, check_render_args, check_simcc_args
 
-from .device import torch_dtype
 from .errors import RequestError, invalid
 from .jobs import RenderJob
-from .render import RenderArgumentError, SimccArgs, check_render_args, check_simcc_args
 
 __all__ = ["ServiceLimits", "UndecodableRequest", "job_from_request", "parser"]
 
@@ -77,50 +75,39 @@ def _name(table, value: int, field: str) -> str:
     return name
 
 
-def _known(table: dict, value: int, field: str):
-    if value not in table:
-        raise invalid(field, f"unknown value {value}")
-    return table[value]
+def _exhausted(description: str) -> RequestError:
+    return RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, "keypoints", description)
 
 
-def _check_work(
-    keypoints_shape: tuple[int, ...], request: pb.RenderRequest, limits: ServiceLimits,
-    separable: bool,
-):
-    batch, keypoint_count = keypoints_shape[0], keypoints_shape[-2]
-    instances = keypoints_shape[1] if len(keypoints_shape) == 4 else 1
-    elements = batch * keypoint_count * request.height * request.width
-    # The renderer holds both 1D profiles of every instance at once: bound them as well.
-    profile_elements = batch * instances * keypoint_count * (request.height + request.width)
-    if instances > limits.max_instances and batch * keypoint_count > 0:
+def _check_cost(layout: ReplyLayout, limits: ServiceLimits) -> None:
+    """The request's output and work against the limits, before anything is rendered."""
+    if layout.instances > limits.max_instances and layout.batch * layout.keypoints > 0:
         # Each instance is one more max-merge pass over the whole output on the device.
-        raise RequestError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            "keypoints",
-            f"{instances} instances per sample exceed the limit of {limits.max_instances}",
+        raise _exhausted(
+            f"{layout.instances} instances per sample exceed the limit of {limits.max_instances}"
         )
-    for count, what in ((elements, "B*K*H*W"), (profile_elements, "profile, B*N*K*(H+W)")):
-        if count > limits.max_output_elements:
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "keypoints",
-                f"output of {count} elements ({what}) exceeds the limit of "
-                f"{limits.max_output_elements}",
-            )
-    if not separable and instances * elements > limits.max_work_elements:
-        # What the device pays: every instance is one more pass over the dense output.
-        raise RequestError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            "keypoints",
-            f"work of {instances * elements} element passes (N*B*K*H*W) exceeds the limit of "
-            f"{limits.max_work_elements}",
+    if layout.output_elements > limits.max_output_elements:
+        raise _exhausted(
+            f"output of {layout.output_elements} elements exceeds the limit of "
+            f"{limits.max_output_elements} (B*K*H*W dense, B*N*K*(H+W) as profiles, "
+            "B*N*K*(Wx+Hy) as SimCC labels)"
         )
+    if layout.work > limits.max_work_elements:
+        raise _exhausted(
+            f"work of {layout.work} element passes exceeds the limit of "
+            f"{limits.max_work_elements} (N*B*K*H*W dense)"
+        )
+
+
+def _layout(request: pb.RenderRequest) -> ReplyLayout:
+    try:
+        return layout_of(request)
+    except ArgumentError as error:
+        raise RequestError.from_argument_error(error, request) from None
 
 
 def _tensors(request: pb.RenderRequest):
     """The keypoints and visibility (or None) as float32 arrays."""
-    if not request.HasField("keypoints"):
-        raise invalid("keypoints", "required")
     try:
         keypoints = array_from_tensor(request.keypoints, "keypoints")
         visibility = (
@@ -157,11 +144,9 @@ def job_from_request(
     """
     if isinstance(request, UndecodableRequest):
         raise invalid("request", f"not a heatmap.v1.RenderRequest ({request.error})")
-    target = _name(TARGETS, request.target, TARGETS.field)
-    wire = _known(DTYPES, request.dtype, "dtype")
-    codec = _known(CODECS, request.codec, "codec")
-    if target == "simcc":
-        return _simcc_job(request, wire, codec, limits, arrived)
+    layout = _layout(request)
+    if isinstance(layout, SimccLayout):
+        return _simcc_job(request, layout, limits, arrived)
     if request.HasField("simcc"):
         raise invalid("simcc", "only used with target simcc")
     method = _name(METHODS, request.method, METHODS.field)
@@ -173,8 +158,7 @@ def job_from_request(
         if side > limits.max_side:
             raise invalid(field, f"{side} exceeds the server's largest side ({limits.max_side})")
     keypoints, visibility = _tensors(request)
-    if keypoints.ndim in (3, 4):
-        _check_work(keypoints.shape, request, limits, codec.separable)
+    _check_cost(layout, limits)
     sigma = _sigma(request)
     input_size = None
     if coords == "pixel" or request.input_height or request.input_width:
@@ -188,21 +172,19 @@ def job_from_request(
             coords=coords,
             input_size=input_size,
             visibility=visibility,
-            dtype=torch_dtype(wire.render_as),
+            dtype=layout.wire.render_as,
         )
     except RenderArgumentError as error:
         raise RequestError.from_argument_error(error, request) from None
-    return RenderJob(
-        args=args, wire=wire, codec=codec, request_id=request.request_id, arrived=arrived
-    )
+    return RenderJob(args=args, layout=layout, request_id=request.request_id, arrived=arrived)
 
 
 # Fields a SimCC request does not use: refused rather than ignored.
 _NOT_FOR_SIMCC = ("height", "width", "sigma", "method", "coordinate_space")
 
 
-def _check_simcc_fields(request: pb.RenderRequest, codec: Codec, limits: ServiceLimits) -> str:
-    """Checks what the renderer cannot see (unused fields, codec, label lengths); returns the
+def _check_simcc_fields(request: pb.RenderRequest, limits: ServiceLimits) -> str:
+    """Checks what the renderer cannot see (unused fields, label lengths); returns the
     smoothing's name."""
     for field in _NOT_FOR_SIMCC:
         if getattr(request, field):
@@ -210,13 +192,9 @@ def _check_simcc_fields(request: pb.RenderRequest, codec: Codec, limits: Service
     if request.sigmas or request.HasField("sigma_map"):
         field = "sigmas" if request.sigmas else "sigma_map"
         raise invalid(field, "not used with target simcc (see simcc.sigma_x, sigma_y)")
-    if not request.HasField("simcc"):
-        raise invalid("simcc", "required with target simcc")
-    if codec.separable:
-        raise invalid("codec", "SimCC labels travel as zstd or none")
     params = request.simcc
     smoothing = _name(SMOOTHINGS, params.smoothing, SMOOTHINGS.field)
-    for field in ("split_ratio", "sigma_x", "sigma_y"):
+    for field in ("sigma_x", "sigma_y"):
         value = getattr(params, field)
         if not (math.isfinite(value) and value > 0):
             raise invalid(f"simcc.{field}", f"must be a finite number > 0, got {value!r}")
@@ -232,37 +210,11 @@ def _check_simcc_fields(request: pb.RenderRequest, codec: Codec, limits: Service
     return smoothing
 
 
-def _check_simcc_work(args: SimccArgs, wire: WireDType, limits: ServiceLimits) -> None:
-    batch, instances, keypoint_count, _ = args.keypoints.shape
-    if instances > limits.max_instances and batch * keypoint_count > 0:
-        raise RequestError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            "keypoints",
-            f"{instances} instances per sample exceed the limit of {limits.max_instances}",
-        )
-    elements = batch * instances * keypoint_count * sum(args.label_size)
-    if elements > limits.max_output_elements:
-        raise RequestError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            "keypoints",
-            f"output of {elements} elements (B*N*K*(Wx+Hy)) exceeds the limit of "
-            f"{limits.max_output_elements}",
-        )
-    normalized = args.smoothing == "gaussian" and args.normalize
-    peak = 1 / (min(args.sigma) * math.sqrt(2 * math.pi)) if normalized else 1.0
-    if wire.scale is not None and peak > 1:
-        # Fixed point holds [0, 1]: a larger peak would be clipped or wrap.
-        raise invalid(
-            "dtype", f"{wire.name} holds values up to 1; these labels peak at {peak:.6g}"
-        )
-
-
 def _simcc_job(
-    request: pb.RenderRequest, wire: WireDType, codec: Codec, limits: ServiceLimits,
-    arrived: float,
+    request: pb.RenderRequest, layout: SimccLayout, limits: ServiceLimits, arrived: float
 ) -> RenderJob:
-    """A SimCC (``target="simcc"``) request as a render job of :class:`SimccArgs`."""
-    smoothing = _check_simcc_fields(request, codec, limits)
+    """A SimCC (``target="simcc"``) request as a render job of ``SimccArgs``."""
+    smoothing = _check_simcc_fields(request, limits)
     keypoints, visibility = _tensors(request)
     params = request.simcc
     try:
@@ -278,7 +230,12 @@ def _simcc_job(
         )
     except RenderArgumentError as error:
         raise RequestError.from_argument_error(error, request) from None
-    _check_simcc_work(args, wire, limits)
-    return RenderJob(
-        args=args, wire=wire, codec=codec, request_id=request.request_id, arrived=arrived
-    )
+    _check_cost(layout, limits)
+    normalized = args.smoothing == "gaussian" and args.normalize
+    peak = 1 / (min(args.sigma) * math.sqrt(2 * math.pi)) if normalized else 1.0
+    if layout.wire.scale is not None and peak > 1:
+        # Fixed point holds [0, 1]: a larger peak would be clipped or wrap.
+        raise invalid(
+            "dtype", f"{layout.wire.name} holds values up to 1; these labels peak at {peak:.6g}"
+        )
+    return RenderJob(args=args, layout=layout, request_id=request.request_id, arrived=arrived)

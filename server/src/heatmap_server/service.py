@@ -2,7 +2,7 @@
 
 A request is checked field by field on the event loop (cheap, :mod:`.requests`), rendered by the
 batcher's device thread, encoded on the encoder pool and streamed back in chunks of at most
-``chunk_bytes`` (:mod:`.replies`); those two modules are where protobuf messages and renderer
+``chunk_bytes`` (:mod:`.pipeline`); those two modules are where protobuf messages and renderer
 arguments meet. Bad input ends the call with ``INVALID_ARGUMENT`` and a ``google.rpc.BadRequest``
 naming the field; limits end it with ``RESOURCE_EXHAUSTED``. The server itself never fails on a
 request.
@@ -22,14 +22,21 @@ import torch
 
 from heatmap.v1 import heatmap_pb2 as pb
 from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
-from heatmap_client.wire import CODECS, COORDINATE_SPACES, DTYPES, METHODS, SMOOTHINGS, TARGETS
+from heatmap_client.wire import (
+    CODECS,
+    COORDINATE_SPACES,
+    METHODS,
+    SMOOTHINGS,
+    TARGETS,
+    WIRE_DTYPES,
+)
 
 from . import __version__
 from .batching import Batcher
 from .budget import ByteBudget
 from .errors import RequestError
 from .metrics import Metrics
-from .replies import ReplyMaker, reply_bytes
+from .pipeline import Pipeline
 from .requests import ServiceLimits, UndecodableRequest, job_from_request, parser
 
 __all__ = [
@@ -143,7 +150,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         budget = budget or ByteBudget(512 << 20, on_change=metrics.budget_in_use.set)
         self._stream_window_bytes = stream_window_bytes
         self._send_timeout_s = send_timeout_s
-        self._replies = ReplyMaker(
+        self._pipeline = Pipeline(
             batcher, encoders, encode_workers, limits.chunk_bytes, metrics, budget, budget_wait_s
         )
 
@@ -195,7 +202,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         async with self._observe("Render", context) as outcome:
             try:
                 job = job_from_request(request, self._limits, time.perf_counter())
-                reply = await self._replies.make(job)
+                reply = await self._pipeline.make(job)
             except RequestError as error:
                 await self._refuse(context, outcome, error)
                 return
@@ -230,8 +237,8 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                     except RequestError as error:
                         await pending.put((request.request_id, error, None))
                         return
-                    slot = await window.acquire(reply_bytes(job))
-                    task = asyncio.ensure_future(self._replies.make(job))
+                    slot = await window.acquire(job.layout.held_bytes)
+                    task = asyncio.ensure_future(self._pipeline.make(job))
                     try:
                         await pending.put((request.request_id, task, slot))
                     except asyncio.CancelledError:
@@ -297,7 +304,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
             torch_version=torch.__version__,
             methods=METHODS.protos,
             codecs=[value for value in CODECS if value],
-            dtypes=[value for value in DTYPES if value],
+            dtypes=[value for value in WIRE_DTYPES if value],
             coordinate_spaces=COORDINATE_SPACES.protos,
             limits=pb.Limits(
                 max_output_elements=limits.max_output_elements,
@@ -306,7 +313,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                 max_side=limits.max_side,
                 max_instances=limits.max_instances,
                 max_work_elements=limits.max_work_elements,
-                reply_budget_bytes=self._replies.budget_bytes,
+                reply_budget_bytes=self._pipeline.budget_bytes,
                 stream_window_bytes=self._stream_window_bytes,
             ),
             targets=TARGETS.protos,

@@ -16,7 +16,7 @@ With ``output="separable"`` the batch carries a :class:`SeparableHeatmaps` inste
 row and column profiles (27-41x fewer bytes at the usual sizes) through the workers, pinning and
 the copy to the device; ``batch["heatmaps"].to(device)`` returns the dense tensor there, bit for
 bit the same. ``HeatmapCollate("local", ...)`` renders in the worker itself (needs the
-``heatmap-server`` package), dense or separable.
+``heatmap-render`` package, which ``heatmap-client[torch]`` installs), dense or separable.
 
 Samples are dicts with ``keypoints`` ``(K, 2)`` (or ``(N, K, 2)``) and optionally ``visibility``
 ``(K,)`` (or ``(N, K)``); the batch is collated as torch's ``default_collate`` would, then rendered
@@ -44,6 +44,7 @@ from torch.utils.data import default_collate
 from heatmap_client import ArgumentError, HeatmapClient, RenderOptions
 from heatmap_client.options import SimccOptions
 
+from .._render_api import KeywordRenderer, RenderCalls
 from .local import LocalRenderer
 from .separable import SeparableHeatmaps
 
@@ -70,7 +71,7 @@ class HeatmapCollate:
             ``render(keypoints, **options)`` method (and ``render_profiles`` for
             ``output="separable"``), a target (``host:port``, ``dns:///name:port``,
             ``ipv4:a:p,b:p``) to make a client for, or ``"local"`` for the in-process renderer
-            (needs the ``heatmap-server`` package).
+            (needs the ``heatmap-render`` package).
         size: ``(H, W)`` of the heatmaps (mmpose configs write ``heatmap_size=(W, H)``); not
             used with ``target="simcc"``.
         sigma: a scalar, or one value per keypoint ``(K,)``, in heatmap pixels; with
@@ -158,30 +159,7 @@ class HeatmapCollate:
             )
         if output == "separable":
             _check_separable_options(dtype, codec, keep_dtype)
-        if isinstance(client_or_target, str) and client_or_target == LOCAL:
-            client_or_target = LocalRenderer()
-        elif isinstance(client_or_target, str):
-            client_or_target = HeatmapClient(
-                client_or_target, timeout=DEFAULT_TIMEOUT_S if timeout is None else timeout
-            )
-        elif not callable(getattr(client_or_target, "render", None)):
-            raise TypeError(
-                "client_or_target: expected a HeatmapClient, an object with render(), or a target "
-                f"string, got {type(client_or_target).__name__}"
-            )
-        needs = "render_simcc" if target == "simcc" else "render"
-        if not callable(getattr(client_or_target, needs, None)):
-            raise TypeError(
-                f"client_or_target: target={target!r} needs {needs}(), which "
-                f"{type(client_or_target).__name__} does not have"
-            )
-        if output == "separable" and not callable(getattr(client_or_target, "render_profiles",
-                                                          None)):
-            raise TypeError(
-                "client_or_target: output='separable' needs render_profiles(), which "
-                f"{type(client_or_target).__name__} does not have"
-            )
-        self.client = client_or_target
+        self.client = _renderer(client_or_target, timeout, target, output)
         self.output = output
         self.keypoints_key = keypoints_key
         self.visibility_key = visibility_key
@@ -268,9 +246,9 @@ class HeatmapCollate:
             return self._render_simcc(keypoints, visibility)
         if self.output == "separable":
             return self._render_profiles(keypoints, visibility)
-        result = self.client.render(
-            keypoints, visibility=visibility, timeout=self.timeout, keep_dtype=self.keep_dtype,
-            **self.options.as_kwargs(),
+        result = self.client.render_with(
+            self.options, keypoints, visibility=visibility, timeout=self.timeout,
+            keep_dtype=self.keep_dtype,
         )
         if hasattr(result, "to_torch"):
             return result.to_torch()
@@ -279,10 +257,8 @@ class HeatmapCollate:
     def _render_profiles(
         self, keypoints: np.ndarray, visibility: np.ndarray | None
     ) -> tuple[SeparableHeatmaps, torch.Tensor]:
-        options = {key: value for key, value in self.options.as_kwargs().items()
-                   if key not in ("dtype", "codec")}
-        result = self.client.render_profiles(
-            keypoints, visibility=visibility, timeout=self.timeout, **options
+        result = self.client.render_profiles_with(
+            self.options, keypoints, visibility=visibility, timeout=self.timeout
         )
         heatmaps = SeparableHeatmaps(torch.as_tensor(result.rows), torch.as_tensor(result.cols),
                                      dtype=self.options.dtype)
@@ -291,8 +267,8 @@ class HeatmapCollate:
     def _render_simcc(
         self, keypoints: np.ndarray, visibility: np.ndarray | None
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-        result = self.client.render_simcc(
-            keypoints, visibility=visibility, timeout=self.timeout, **self.simcc.as_kwargs()
+        result = self.client.render_simcc_with(
+            self.simcc, keypoints, visibility=visibility, timeout=self.timeout
         )
         labels = (torch.as_tensor(result.x_labels), torch.as_tensor(result.y_labels))
         return labels, torch.as_tensor(result.weights)
@@ -306,6 +282,36 @@ class HeatmapCollate:
         if isinstance(batch, Mapping):
             return {**batch, **dict(zip(names, values)), self.weights_key: weights}
         return (*batch, *values, weights)
+
+
+def _renderer(
+    client_or_target: Any, timeout: float | None, target: str, output: str
+) -> RenderCalls:
+    """What renders the batches: a client made for a target, the local renderer, or the object
+    given (one that only has the client's typed methods is adapted to take options whole)."""
+    if isinstance(client_or_target, str) and client_or_target == LOCAL:
+        return LocalRenderer()
+    if isinstance(client_or_target, str):
+        return HeatmapClient(
+            client_or_target, timeout=DEFAULT_TIMEOUT_S if timeout is None else timeout
+        )
+    if not callable(getattr(client_or_target, "render", None)):
+        raise TypeError(
+            "client_or_target: expected a HeatmapClient, an object with render(), or a target "
+            f"string, got {type(client_or_target).__name__}"
+        )
+    needs = {"simcc": "render_simcc", "heatmap": "render"}[target]
+    if output == "separable":
+        needs = "render_profiles"
+    if not callable(getattr(client_or_target, needs, None)):
+        what = f"target={target!r}" if target == "simcc" else f"output={output!r}"
+        raise TypeError(
+            f"client_or_target: {what} needs {needs}(), which "
+            f"{type(client_or_target).__name__} does not have"
+        )
+    if isinstance(client_or_target, RenderCalls):
+        return client_or_target
+    return KeywordRenderer(client_or_target)
 
 
 def _check_separable_options(dtype: str, codec: str, keep_dtype: bool) -> None:

@@ -1,9 +1,10 @@
 """The in-process renderer behind ``HeatmapCollate("local", ...)``, for loaders with cores to spare.
 
-It has the client's ``render`` and ``render_profiles`` signatures and gives the same values the
-service would (the service runs this renderer), so a loader switches between the two by its first
-argument alone. It needs the ``heatmap-server`` distribution, imported on first use only: the
-client itself never imports it.
+It has the client's render methods (the same typed signatures, from the same code) and gives the
+same values the service would: the service runs this renderer, which computes on float32
+keypoints whatever the caller passes, as they travel on the wire; so a loader switches between the
+two by its first argument alone. It needs the ``heatmap-render`` distribution
+(``pip install 'heatmap-client[torch]'``).
 """
 
 from __future__ import annotations
@@ -14,22 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..options import RenderOptions, SimccOptions, split_sigma
-from ..wire.dtypes import dequantize, dtype_by_name, quantize
+import heatmap_render
+
+from .._render_api import RenderCalls
+from ..options import RenderOptions, SimccOptions
+from ..wire.dtypes import dequantize, quantize
+from ..wire.vocabulary import ArgumentError
 
 __all__ = ["LocalRenderer", "LocalResult"]
-
-
-def _renderer():
-    try:
-        from heatmap_server import render
-    except ImportError as error:
-        raise ImportError(
-            "HeatmapCollate('local', ...) renders in this process and needs the renderer of the "
-            "package heatmap-server: pip install heatmap-server (or pass a server's target)"
-            f" [{error}]"
-        ) from None
-    return render
 
 
 @dataclass
@@ -40,6 +33,7 @@ class LocalResult:
         heatmaps: ``(B, K, H, W)`` (a :meth:`LocalRenderer.render` result), else None.
         rows: ``(B, N, K, H)`` float32 (a :meth:`LocalRenderer.render_profiles` result), else None.
         cols: ``(B, N, K, W)`` float32, likewise.
+        x_labels, y_labels: SimCC labels (a :meth:`LocalRenderer.render_simcc` result), else None.
         weights: float32 ``(B, K)`` or ``(B, N, K)``.
     """
 
@@ -55,49 +49,26 @@ class LocalResult:
         return self.heatmaps, self.weights
 
 
-class LocalRenderer:
-    """Renders on the CPU of this process with ``heatmap_server.render``.
+class LocalRenderer(RenderCalls[LocalResult, LocalResult, LocalResult]):
+    """Renders in this process with :mod:`heatmap_render`, on the CPU.
 
-    Raises:
-        ImportError: naming the package ``heatmap-server`` when it is not installed.
+    Its ``render``, ``render_profiles`` and ``render_simcc`` take the client's arguments (checked
+    the same way, by the same options types); ``codec`` and ``timeout`` have nothing to do here:
+    every codec is lossless, and nothing travels. ``dtype`` is rounded to as the wire rounds it.
     """
-
-    def __init__(self):
-        _renderer()  # fail where the loader is built, not in its first worker
 
     def __repr__(self) -> str:
         return "LocalRenderer()"
 
-    def render(
-        self,
-        keypoints: Any,
-        *,
-        size: tuple[int, int],
-        sigma: Any,
-        method: str = "msra",
-        coords: str = "heatmap",
-        input_size: tuple[int, int] | None = None,
-        visibility: Any = None,
-        dtype: str = "float32",
-        codec: str = "auto",
-        timeout: float | None = None,
-        keep_dtype: bool = False,
-    ) -> LocalResult:
-        """Dense heatmaps, with the values and dtypes :meth:`HeatmapClient.render` would return.
-
-        The options are checked as the client checks them (:class:`RenderOptions`); ``codec``
-        and ``timeout`` have nothing else to do here: every codec is lossless, and nothing
-        travels. ``dtype`` is rounded to as the wire would round it.
-        """
-        del timeout
-        RenderOptions(size=size, sigma=split_sigma(sigma)[0], method=method, coords=coords,
-                      input_size=input_size, dtype=dtype, codec=codec)
-        wire = dtype_by_name(dtype)
-        render = _renderer()
-        float_dtype = getattr(torch, wire.render_as)  # fixed point renders in float32
-        result = render.render_heatmaps(
-            keypoints, size, sigma, method=method, coords=coords, input_size=input_size,
-            visibility=visibility, dtype=float_dtype,
+    def render_with(self, options: RenderOptions, keypoints: Any, *, visibility: Any = None,
+                    sigma: Any = None, timeout: float | None = None, keep_dtype: bool = False,
+                    out: Any = None) -> LocalResult:
+        del timeout, out
+        wire = options.wire
+        result = heatmap_render.render_heatmaps(
+            keypoints, options.size, _sigma(options, sigma),
+            method=options.method, coords=options.coords, input_size=options.input_size,
+            visibility=visibility, dtype=wire.render_as,  # fixed point: float32
         )
         heatmaps = result.heatmaps
         if wire.scale is not None:
@@ -108,58 +79,42 @@ class LocalRenderer:
             heatmaps = heatmaps.float()
         return LocalResult(weights=result.weights, heatmaps=heatmaps)
 
-    def render_profiles(
-        self,
-        keypoints: Any,
-        *,
-        size: tuple[int, int],
-        sigma: Any,
-        method: str = "msra",
-        coords: str = "heatmap",
-        input_size: tuple[int, int] | None = None,
-        visibility: Any = None,
-        timeout: float | None = None,
-    ) -> LocalResult:
-        """The profiles ``rows (B, N, K, H)`` and ``cols (B, N, K, W)`` and the weights."""
+    def render_profiles_with(self, options: RenderOptions, keypoints: Any, *,
+                             visibility: Any = None, sigma: Any = None,
+                             timeout: float | None = None) -> LocalResult:
         del timeout
-        RenderOptions(size=size, sigma=split_sigma(sigma)[0], method=method, coords=coords,
-                      input_size=input_size)
-        profiles = _renderer().render_profiles(
-            keypoints, size, sigma, method=method, coords=coords, input_size=input_size,
+        profiles = heatmap_render.render_profiles(
+            keypoints, options.size, _sigma(options, sigma),
+            method=options.method, coords=options.coords, input_size=options.input_size,
             visibility=visibility,
         )
         return LocalResult(weights=profiles.weights, rows=profiles.rows, cols=profiles.cols)
 
-    def render_simcc(
-        self,
-        keypoints: Any,
-        input_size: tuple[int, int],
-        sigma: Any,
-        *,
-        split_ratio: float = 2.0,
-        smoothing: str = "gaussian",
-        label_smooth_weight: float = 0.0,
-        normalize: bool = True,
-        visibility: Any = None,
-        dtype: str = "float32",
-        codec: str = "zstd",
-        timeout: float | None = None,
-    ) -> LocalResult:
-        """SimCC labels ``x_labels (B, [N,] K, Wx)``, ``y_labels (B, [N,] K, Hy)`` and weights,
-        float32 as :meth:`HeatmapClient.render_simcc` returns them for ``dtype="float32"``."""
+    def render_simcc_with(self, options: SimccOptions, keypoints: Any, *,
+                          visibility: Any = None, timeout: float | None = None) -> LocalResult:
         del timeout
-        options = SimccOptions(
-            input_size=input_size, sigma=sigma, split_ratio=split_ratio, smoothing=smoothing,
-            label_smooth_weight=label_smooth_weight, normalize=normalize, dtype=dtype,
-            codec=codec,
-        )
         if options.dtype != "float32":
-            raise ValueError(f"dtype: the local renderer gives float32 labels, got {dtype!r}")
-        labels = _renderer().render_simcc(
-            keypoints, options.input_size, options.sigma, split_ratio=options.split_ratio,
-            smoothing=options.smoothing, label_smooth_weight=options.label_smooth_weight,
-            normalize=options.normalize, visibility=visibility,
+            raise ArgumentError("dtype", f"the local renderer gives float32 labels, got "
+                                         f"{options.dtype!r}")
+        labels = heatmap_render.render_simcc(
+            keypoints, options.input_size, options.sigma,
+            split_ratio=options.split_ratio, smoothing=options.smoothing,
+            label_smooth_weight=options.label_smooth_weight, normalize=options.normalize,
+            visibility=visibility,
         )
         return LocalResult(
             weights=labels.weights, x_labels=labels.x_labels, y_labels=labels.y_labels
         )
+
+
+def _sigma(options: RenderOptions, per_batch: Any) -> Any:
+    """The sigma to render with: the options' shared one, or this batch's own array."""
+    if per_batch is not None:
+        if options.sigma is not None:
+            raise ArgumentError(
+                "sigma", "give either a shared sigma or a per-batch array, not both"
+            )
+        return per_batch
+    if options.sigma is None:
+        raise ArgumentError("sigma", "required: a number, (K,), or an array per batch")
+    return options.sigma

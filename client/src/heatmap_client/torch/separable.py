@@ -24,7 +24,9 @@ from typing import Any
 
 import torch
 
-from .expand import _as_dtype, _check_profiles, expand_profiles
+from heatmap_render import expand_profiles
+from heatmap_render.expand import check_profiles
+from heatmap_render.inputs import check_dtype
 
 __all__ = ["SeparableHeatmaps"]
 
@@ -46,10 +48,10 @@ class SeparableHeatmaps:
     __slots__ = ("dtype", "height", "profiles")
 
     def __init__(self, rows: torch.Tensor, cols: torch.Tensor, dtype: Any = torch.float32):
-        rows, cols = _check_profiles(rows, cols)
+        rows, cols = check_profiles(rows, cols)
         self.profiles = torch.cat([rows, cols], dim=-1)
         self.height = rows.shape[-1]
-        self.dtype = _as_dtype(dtype)
+        self.dtype = check_dtype(dtype)
 
     @classmethod
     def _packed(cls, profiles: torch.Tensor, height: int, dtype: Any) -> SeparableHeatmaps:
@@ -60,7 +62,7 @@ class SeparableHeatmaps:
                              f"got {tuple(profiles.shape)} {profiles.dtype}")
         heatmaps = cls.__new__(cls)
         heatmaps.profiles, heatmaps.height = profiles, height
-        heatmaps.dtype = _as_dtype(dtype)
+        heatmaps.dtype = check_dtype(dtype)
         return heatmaps
 
     def __repr__(self) -> str:

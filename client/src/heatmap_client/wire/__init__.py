@@ -1,29 +1,29 @@
-"""The wire, both directions, in one public place: names, dtypes, tensors, codecs, framing.
+"""The wire, both directions, in one public place: names, dtypes, tensors, codecs, layouts, framing.
 
-The client and the server both speak through this package (the server imports it; nothing
-outside the client imports the client's private modules):
+The bottom layer of the client, and the only part of it the server imports; it imports nothing
+above it:
 
 - :mod:`.vocabulary`: every proto enum value <-> the name users write, and request fields <->
   client arguments;
 - :mod:`.dtypes`: wire dtypes with their storage, render dtype and fixed-point scale;
-- :mod:`.tensors`: float32 ``Tensor`` messages <-> numpy;
+- :mod:`.tensors`: float32 and float64 ``Tensor`` messages <-> numpy;
 - :mod:`.codecs`: the payload codecs, each an encode/decode pair;
-- :mod:`.framing`: a reply's chunks out (server) and in (client), bounded;
-- :mod:`.requests` and :mod:`.replies`: requests out, replies in as results (client).
+- :mod:`.layouts`: what the reply to a request holds (shapes, bytes, work), one class per target
+  and codec family, used by both ends;
+- :mod:`.framing`: a reply's chunks out (server) and in (client), bounded.
 """
 
 from .codecs import CODECS, Codec, CodecError, codec_by_name, payload_crc32, rebuild_dense
-from .dtypes import DTYPES, WireDType, dequantize, dtype_by_name, quantize
-from .framing import (
-    FramingError,
-    Reply,
-    ReplyReader,
-    collect_reply,
+from .dtypes import WIRE_DTYPES, WireDType, dequantize, dtype_by_name, quantize
+from .framing import FramingError, ReceivedReply, ReplyReader, reply_chunks
+from .layouts import (
+    HeatmapLayout,
+    ProfilesLayout,
+    ReplyLayout,
+    SimccLayout,
     compressed_bound,
-    reply_chunks,
+    layout_of,
 )
-from .replies import PendingReply, profiles_from_chunks, result_from_chunks
-from .requests import build_request, build_simcc_request
 from .tensors import (
     FLOAT32_LE,
     FLOAT64_LE,
@@ -53,35 +53,34 @@ __all__ = [
     "COORDINATE_SPACES",
     "Codec",
     "CodecError",
-    "DTYPES",
     "DTYPE_NAMES",
     "EnumTable",
     "FIELDS_OF_ARGUMENT",
     "FLOAT32_LE",
     "FLOAT64_LE",
     "FramingError",
+    "HeatmapLayout",
     "METHODS",
-    "PendingReply",
-    "Reply",
+    "ProfilesLayout",
+    "ReceivedReply",
+    "ReplyLayout",
     "ReplyReader",
     "SMOOTHINGS",
+    "SimccLayout",
     "TARGETS",
+    "WIRE_DTYPES",
     "WireDType",
     "array_from_double_tensor",
     "array_from_tensor",
-    "build_request",
-    "build_simcc_request",
     "codec_by_name",
-    "collect_reply",
     "compressed_bound",
     "dequantize",
     "double_tensor_from_array",
     "dtype_by_name",
+    "layout_of",
     "payload_crc32",
-    "profiles_from_chunks",
     "quantize",
     "rebuild_dense",
     "reply_chunks",
-    "result_from_chunks",
     "tensor_from_array",
 ]

@@ -14,7 +14,7 @@ import numpy as np
 from .vocabulary import DTYPE_NAMES
 
 __all__ = [
-    "DTYPES",
+    "WIRE_DTYPES",
     "WireDType",
     "dequantize",
     "dtype_by_name",
@@ -57,8 +57,8 @@ _WIRE_DTYPES = (
 )
 _BY_NAME = {wire.name: wire for wire in _WIRE_DTYPES}
 # By proto value, UNSPECIFIED (0) included.
-DTYPES: dict[int, WireDType] = {0: _BY_NAME[DTYPE_NAMES.default]}
-DTYPES.update({wire.proto: wire for wire in _WIRE_DTYPES})
+WIRE_DTYPES: dict[int, WireDType] = {0: _BY_NAME[DTYPE_NAMES.default]}
+WIRE_DTYPES.update({wire.proto: wire for wire in _WIRE_DTYPES})
 
 
 def dtype_by_name(name: str) -> WireDType:
@@ -67,7 +67,7 @@ def dtype_by_name(name: str) -> WireDType:
     Raises:
         ArgumentError: a ``ValueError`` naming ``dtype``.
     """
-    return DTYPES[DTYPE_NAMES.proto(name)]
+    return WIRE_DTYPES[DTYPE_NAMES.proto(name)]
 
 
 def _bfloat16_bits(values: np.ndarray) -> np.ndarray:

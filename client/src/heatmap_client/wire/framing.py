@@ -1,25 +1,24 @@
 """Reply framing, both directions: a reply's chunks out (server) and in (client).
 
 A reply is ``header chunk ... last chunk``: the first chunk carries the :class:`TensorHeader`,
-every chunk up to ``chunk_bytes`` of payload, the last one the weights and timings. The server
-builds chunks with :func:`reply_chunks` as gRPC takes them; the client reads them with
-:func:`collect_reply`, which stops as soon as the payload outgrows what the header announced or
-what the request can need, so no server can make it hold more than that.
+every chunk up to ``chunk_bytes`` of payload, the last one the weights and timings; a reply that
+fits one message is that one chunk. The server builds chunks with :func:`reply_chunks` as gRPC
+takes them; the client reads them with a :class:`ReplyReader`, which stops as soon as the payload
+outgrows what the header announced or what the request can need (its
+:class:`~heatmap_client.wire.layouts.ReplyLayout`), so no server can make it hold more than that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from heatmap.v1 import heatmap_pb2 as pb
 
 __all__ = [
     "FramingError",
-    "Reply",
+    "ReceivedReply",
     "ReplyReader",
-    "collect_reply",
-    "compressed_bound",
     "reply_chunks",
 ]
 
@@ -52,18 +51,12 @@ def reply_chunks(
         yield chunk
 
 
-def compressed_bound(decoded_bytes: int) -> int:
-    """Most payload bytes a compressed encoding of ``decoded_bytes`` may take (zstd's own bound,
-    ~0.4% plus a frame's overhead, with room for the frames of a slab-parallel encoding)."""
-    return decoded_bytes + (decoded_bytes >> 7) + (64 << 10)
-
-
 # Pieces smaller than this are joined before they are kept (see ReplyReader).
 _JOIN_BELOW = 64 << 10
 
 
 @dataclass
-class Reply:
+class ReceivedReply:
     """One reply's framing: its header, payload pieces in order and last chunk."""
 
     header: pb.TensorHeader
@@ -96,8 +89,8 @@ class ReplyReader:
         self._received = 0
         self._chunks = 0
 
-    def feed(self, chunk: pb.RenderChunk) -> Reply | None:
-        """Takes the next chunk; returns the whole :class:`Reply` once ``chunk`` is its last.
+    def feed(self, chunk: pb.RenderChunk) -> ReceivedReply | None:
+        """Takes the next chunk; returns the :class:`ReceivedReply` once ``chunk`` is its last.
 
         Raises:
             FramingError: a missing header, a payload over either bound, or a chunk between the
@@ -134,7 +127,7 @@ class ReplyReader:
                 f"{header.payload_bytes}"
             )
         self._flush_small()
-        return Reply(header, self._pieces, chunk)
+        return ReceivedReply(header, self._pieces, chunk)
 
     def _keep(self, data: bytes) -> None:
         if len(data) >= _JOIN_BELOW:
@@ -151,17 +144,3 @@ class ReplyReader:
         if self._small:
             self._pieces.append(bytes(self._small))
             self._small = bytearray()
-
-
-def collect_reply(chunks: Iterable[pb.RenderChunk], max_payload_bytes: int) -> Reply:
-    """Reads one reply's chunks up to and including its last (see :class:`ReplyReader`).
-
-    Raises:
-        FramingError: as :meth:`ReplyReader.feed`, or when the chunks end before the last one.
-    """
-    reader = ReplyReader(max_payload_bytes)
-    for chunk in chunks:
-        reply = reader.feed(chunk)
-        if reply is not None:
-            return reply
-    raise FramingError("reply: stream ended before its last chunk")

@@ -1,9 +1,9 @@
-"""Replies out: a rendered job encoded, framed and measured, within the reply budget.
+"""The pipeline: a checked job rendered, encoded, framed and measured, within the reply budget.
 
-Everything a reply needs comes from its :class:`RenderJob` (request id, wire dtype, codec,
-arrival), so no request message is kept beside it. A reply reserves its rendered bytes from the
-server's :class:`~heatmap_server.budget.ByteBudget` before it is queued for the device, and holds
-them until :meth:`Reply.close` (after gRPC took its last chunk, or when its caller went away).
+Everything a reply needs comes from its :class:`RenderJob` (request id, reply layout, arrival), so
+no request message is kept beside it. A reply reserves the bytes its layout holds from the server's
+:class:`~heatmap_server.budget.ByteBudget` before it is queued for the device, and holds them until
+:meth:`OutgoingReply.close` (after gRPC took its last chunk, or when its caller went away).
 """
 
 from __future__ import annotations
@@ -26,26 +26,10 @@ from .errors import RequestError
 from .jobs import Rendered, RenderJob
 from .metrics import Metrics
 
-__all__ = ["Reply", "ReplyMaker", "reply_bytes"]
+__all__ = ["OutgoingReply", "Pipeline"]
 
 
-def reply_bytes(job: RenderJob) -> int:
-    """Host bytes a job's rendered reply holds: the dense tensor in its wire storage, the two
-    float32 profiles for ``separable``, or SimCC's x and y labels, plus the float32 weights."""
-    args = job.args
-    batch, instances, keypoints, _ = args.keypoints.shape
-    weights = batch * instances * keypoints * 4
-    if job.simcc:
-        label_height, label_width = args.label_size
-        return batch * instances * keypoints * (label_height + label_width) * job.wire.itemsize \
-            + weights
-    height, width = args.size
-    if job.separable:
-        return batch * instances * keypoints * (height + width) * 4 + weights
-    return batch * keypoints * height * width * job.wire.itemsize + weights
-
-
-class Reply:
+class OutgoingReply:
     """One reply ready to send: its chunks are made (each payload piece copied once) as they are
     taken. :meth:`close` gives its memory back (buffer lease and budget bytes); call it always."""
 
@@ -77,18 +61,7 @@ class Reply:
             hold.release()
 
 
-def _shapes(job: RenderJob, rendered: Rendered) -> dict:
-    """The header's shape fields: heatmaps ``[B, K, H, W]``, or SimCC's x then y label shapes."""
-    if job.simcc:
-        x_labels, y_labels = rendered.arrays
-        return dict(
-            shape=x_labels.shape, y_labels_shape=y_labels.shape, target=TARGETS.proto("simcc")
-        )
-    args = job.args
-    return dict(shape=[args.batch, args.num_keypoints, *args.size])
-
-
-class ReplyMaker:
+class Pipeline:
     """Renders a job on the batcher, encodes it on the encoder pool and frames its chunks.
 
     Args:
@@ -156,7 +129,7 @@ class ReplyMaker:
         grant.resize(sum(len(piece) for piece in payload.pieces))
         return payload
 
-    async def make(self, job: RenderJob) -> Reply:
+    async def make(self, job: RenderJob) -> OutgoingReply:
         """The reply, rendered and encoded; its chunks are made as they are taken.
 
         Raises:
@@ -164,7 +137,7 @@ class ReplyMaker:
                 UNAVAILABLE (closing).
         """
         metrics = self._metrics
-        grant = await self._budget.acquire(reply_bytes(job), self._budget_wait_s)
+        grant = await self._budget.acquire(job.layout.held_bytes, self._budget_wait_s)
         try:
             rendered = await self._render(job)
             started = time.perf_counter()
@@ -180,13 +153,15 @@ class ReplyMaker:
             raise
         encoded = time.perf_counter()
         payload_bytes = sum(len(piece) for piece in payload.pieces)
+        layout = job.layout
         header = pb.TensorHeader(
-            **_shapes(job, rendered),
+            **layout.header_shapes(),
+            target=TARGETS.proto(layout.target),
             dtype=job.wire.proto,
             codec=job.codec.proto,
             payload_bytes=payload_bytes,
-            decoded_bytes=sum(array.nbytes for array in rendered.arrays),
-            instances=rendered.instances,
+            decoded_bytes=layout.decoded_bytes,
+            instances=layout.instances,
             payload_crc32=payload.crc32,
         )
         timings = pb.Timings(
@@ -205,4 +180,4 @@ class ReplyMaker:
         metrics.renders.labels("OK").inc()
         weights = tensor_from_array(rendered.weights, "weights")
         holds = [grant] if job.codec.checksummed else [rendered, grant]
-        return Reply(job.request_id, header, payload, weights, timings, holds)
+        return OutgoingReply(job.request_id, header, payload, weights, timings, holds)

@@ -1,8 +1,9 @@
 """``heatmap-server serve`` in a child process: started, waited for, and stopped as an operator
-would, for tests, benchmarks and scripts that need a real server on loopback.
+would, for the tests and the benchmarks (which import it from here) that need a real server on
+loopback.
 
-The server's start-up line (``... listening on HOST:PORT ...``, written by :mod:`.app`) carries the
-port it bound, so ``--port 0`` works: the port is read from the log, never guessed.
+The server's start-up line (``... listening on HOST:PORT ...``, ``heatmap_server.app.LISTENING``)
+carries the port it bound, so ``--port 0`` works: the port is read from the log, never guessed.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import sys
 import threading
 import time
 
-__all__ = ["LISTENING", "ServerProcess", "listening_port", "stop_process"]
+__all__ = ["ServerProcess", "listening_port", "stop_process"]
 
-# The start-up line's format: app.serve logs it, and only that line matches.
-LISTENING = "heatmap-server %s listening on %s:%d (device %s, %s%s)"
+# Matches the server's start-up line (heatmap_server.app.LISTENING), and no other.
 _LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
 
 

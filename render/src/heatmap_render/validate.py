@@ -15,12 +15,11 @@ import torch
 
 from .batch import PerSampleFields, concatenate_render_args
 from .errors import RenderArgumentError
-from .inputs import check_hw, check_keypoints, check_visibility
+from .inputs import check_dtype, check_hw, check_keypoints, check_visibility
 from .sigma import check_sigma
 
 __all__ = [
     "COORDS",
-    "DTYPES",
     "METHODS",
     "RenderArgs",
     "check_render_args",
@@ -29,9 +28,6 @@ __all__ = [
 
 METHODS = ("seed", "msra", "udp", "dark")
 COORDS = ("heatmap", "pixel", "normalized")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
 @dataclass(frozen=True)
 class RenderArgs(PerSampleFields):
     """Checked, normalised renderer arguments.
@@ -76,14 +72,6 @@ class RenderArgs(PerSampleFields):
             self.input_size, self.dtype, self.keypoints.dtype, self.has_instances, instances,
             num_keypoints,
         )
-
-
-def _check_dtype(dtype: Any) -> torch.dtype:
-    if isinstance(dtype, str) and dtype in DTYPES:
-        return DTYPES[dtype]
-    if dtype in DTYPES.values():
-        return dtype
-    raise RenderArgumentError("dtype", f"expected one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
 def check_render_args(
@@ -138,6 +126,6 @@ def check_render_args(
         method=method,
         coords=coords,
         input_size=checked_input,
-        dtype=_check_dtype(dtype),
+        dtype=check_dtype(dtype),
         sample_sigmas=spec.per_element,
     )

@@ -17,12 +17,18 @@ import torch
 from .errors import RenderArgumentError, RenderArgumentTypeError
 
 __all__ = [
+    "DTYPES",
     "all_finite",
     "as_tensor",
+    "check_dtype",
     "check_hw",
     "check_keypoints",
     "check_visibility",
 ]
+
+# The renderer's output dtypes, by the names users and the wire write; low-precision outputs are
+# the float32 result rounded once.
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def as_tensor(name: str, value: Any, device: torch.device | None = None) -> torch.Tensor:
@@ -107,3 +113,12 @@ def check_visibility(
     if not all_finite(tensor):
         raise RenderArgumentError("visibility", "contains NaN or infinite values")
     return tensor if has_instances else tensor.unsqueeze(1)
+
+
+def check_dtype(dtype: Any) -> torch.dtype:
+    """An output dtype: one of :data:`DTYPES`, by name or as the torch dtype."""
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if dtype in DTYPES.values():
+        return dtype
+    raise RenderArgumentError("dtype", f"expected one of {', '.join(DTYPES)}, got {dtype!r}")

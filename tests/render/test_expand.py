@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from heatmap_client.torch import expand_profiles  # noqa: E402
-from heatmap_server.render import render_heatmaps, render_profiles  # noqa: E402
+from heatmap_render import expand_profiles, render_heatmaps, render_profiles
 
 SIZE = (24, 20)
 K = 7
