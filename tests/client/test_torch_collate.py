@@ -211,7 +211,11 @@ def test_separable_output_expands_like_the_renderer(client, device, method, inst
                                sigma=np.array([1.0, 1.5, 2.0, 2.5, 3.0]), method=method)
     assert isinstance(batch["heatmaps"], SeparableHeatmaps)
     assert batch["heatmaps"].shape == (4, K, *SIZE)
-    assert batch["heatmaps"].nbytes == 4 * (instances or 1) * K * sum(SIZE) * 4
+    points = 4 * (instances or 1) * K
+    # At most the profiles and an index each; msra's profiles repeat, so its tables are smaller.
+    assert batch["heatmaps"].nbytes <= points * (sum(SIZE) + 2) * 4
+    if method == "msra":
+        assert batch["heatmaps"].nbytes < points * sum(SIZE) * 4
     np.testing.assert_array_equal(batch["heatmaps"].to(device).cpu().numpy(), heatmaps)
     np.testing.assert_array_equal(batch["heatmap_weights"].numpy(), weights)
 

@@ -45,11 +45,12 @@ def _dense(dtype=torch.float32):
 
 def test_describes_the_dense_tensor_and_holds_only_profiles(heatmaps):
     assert heatmaps.shape == (4, K, *SIZE) and len(heatmaps) == 4 and heatmaps.instances == 2
-    assert heatmaps.nbytes == 4 * 2 * K * (SIZE[0] + SIZE[1]) * 4
-    # The renderer's profiles are views of one (.., 2, max(H, W)) block; the batch holds one
-    # tensor of exactly the profiles' size, rows and columns side by side.
-    assert heatmaps.profiles.untyped_storage().nbytes() == heatmaps.nbytes
+    # Made from profiles: one table row per profile and an index each, in one flat tensor.
+    points = 4 * 2 * K
+    assert heatmaps.nbytes == points * (SIZE[0] + SIZE[1] + 2) * 4
+    assert heatmaps.packed.untyped_storage().nbytes() == heatmaps.nbytes
     assert heatmaps.rows.shape == (4, 2, K, SIZE[0]) and heatmaps.cols.shape == (4, 2, K, SIZE[1])
+    assert isinstance(heatmaps, torch.Tensor) and heatmaps.dim() == 4
     assert "shape=(4, 5, 32, 24)" in repr(heatmaps)
 
 

@@ -146,5 +146,6 @@ def test_concurrent_clients_get_exact_results_and_server_memory_stays_flat():
           f"requests per device call {coalesced:.2f}")
     assert not errors, errors[:5]
     assert served == total
-    assert samples.value("heatmap_requests_total", rpc="Render", code="OK") > 0
+    assert sum(samples.value("heatmap_requests_total", rpc=rpc, code="OK")
+               for rpc in ("Render", "RenderUnary")) > 0
     assert rss_end - rss_warm < RSS_GROWTH_LIMIT, (rss_warm, rss_end)

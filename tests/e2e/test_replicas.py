@@ -22,8 +22,8 @@ KEYPOINTS = np.random.default_rng(0).uniform(0, 48, size=(4, 17, 2)).astype(np.f
 
 
 def _renders(metrics_port: int) -> float:
-    """``heatmap_requests_total{rpc="Render",code="OK"}`` scraped from the server's /metrics."""
-    return scrape(metrics_port).value("heatmap_requests_total", rpc="Render", code="OK")
+    """``heatmap_requests_total{rpc="RenderUnary",code="OK"}`` from the server's /metrics."""
+    return scrape(metrics_port).value("heatmap_requests_total", rpc="RenderUnary", code="OK")
 
 
 def _render(client: HeatmapClient) -> None:

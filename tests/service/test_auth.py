@@ -96,7 +96,7 @@ def test_a_missing_or_wrong_token_is_unauthenticated(token_server, token, given)
 def test_refused_calls_are_counted_as_unauthenticated(token_server):
     def refused() -> float:
         return scrape(token_server.metrics_port).value(
-            "heatmap_requests_total", rpc="Render", code="UNAUTHENTICATED")
+            "heatmap_requests_total", rpc="RenderUnary", code="UNAUTHENTICATED")
 
     before = refused()
     with HeatmapClient(token_server.target, timeout=30, token="nope") as client:

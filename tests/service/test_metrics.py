@@ -58,14 +58,14 @@ def test_calls_are_counted_by_rpc_and_code(metered):
     def grown(name: str, **labels: str) -> float:
         return scrape(port).value(name, **labels) - before.value(name, **labels)
 
-    refused = dict(rpc="Render", code="INVALID_ARGUMENT")
+    refused = dict(rpc="RenderUnary", code="INVALID_ARGUMENT")
     assert wait_for(lambda: grown("heatmap_requests_total", **refused) == 1)
     after = scrape(port)
 
     def delta(name: str, **labels: str) -> float:
         return after.value(name, **labels) - before.value(name, **labels)
 
-    assert delta("heatmap_requests_total", rpc="Render", code="OK") == 6
+    assert delta("heatmap_requests_total", rpc="RenderUnary", code="OK") == 6
     assert delta("heatmap_requests_total", rpc="RenderStream", code="OK") == 1
     assert delta("heatmap_render_requests_total", code="OK") == len(rendered)
     assert delta("heatmap_render_requests_total", code="INVALID_ARGUMENT") == 1

@@ -18,7 +18,8 @@ def test_server_info_lists_capabilities_and_limits(live_server):
     assert info.device.startswith(live_server.device)
     assert info.torch_version == torch.__version__
     assert set(info.methods) == {pb.METHOD_SEED, pb.METHOD_MSRA, pb.METHOD_UDP, pb.METHOD_DARK}
-    assert set(info.codecs) == {pb.CODEC_ZSTD, pb.CODEC_NONE, pb.CODEC_SEPARABLE}
+    assert set(info.codecs) == {pb.CODEC_ZSTD, pb.CODEC_NONE, pb.CODEC_SEPARABLE,
+                                pb.CODEC_PROFILE_TABLE}
     assert pb.DTYPE_BFLOAT16 in info.dtypes and pb.DTYPE_UINT8 in info.dtypes
     assert set(info.targets) == {pb.TARGET_HEATMAP, pb.TARGET_SIMCC}
     assert set(info.smoothings) == {pb.SMOOTHING_GAUSSIAN, pb.SMOOTHING_STANDARD}
@@ -28,6 +29,7 @@ def test_server_info_lists_capabilities_and_limits(live_server):
     assert info.limits.max_work_elements == 1 << 30
     assert info.limits.reply_budget_bytes == 512 << 20
     assert info.limits.stream_window_bytes == 64 << 20
+    assert info.limits.max_unary_reply_bytes == 8 << 20
 
 
 def test_empty_info_request_works_on_a_raw_channel(live_server):

@@ -130,7 +130,8 @@ def test_every_single_bit_flip_changes_the_payload_crc32():
 
 
 def test_only_the_compressed_codecs_are_checksummed():
-    assert {codec.name for codec in CODECS.values() if codec.checksummed} == {"zstd", "separable"}
+    assert {codec.name for codec in CODECS.values() if codec.checksummed} == {
+        "zstd", "separable", "profile_table"}
 
 
 @pytest.mark.parametrize("codec", ["zstd", "none"])

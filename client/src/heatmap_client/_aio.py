@@ -55,6 +55,19 @@ class AsyncHeatmapClient(
 
     async def _call(self, pending: PendingReply, timeout: float | None) -> Any:
         stub = pb_grpc.HeatmapRendererStub(self._open())
+        if pending.layout.fits_one_message:
+            try:
+                chunk = await stub.RenderUnary(
+                    pending.request, timeout=self._timeout(timeout),
+                    metadata=metadata(self._token),
+                )
+            except grpc.RpcError as error:
+                raise HeatmapError.from_rpc_error(error) from None
+            result = pending.feed(chunk)
+            if result is None:
+                raise HeatmapError(
+                    grpc.StatusCode.DATA_LOSS, "reply: one message that is not a whole reply")
+            return result
         call = stub.Render(
             pending.request, timeout=self._timeout(timeout), metadata=metadata(self._token)
         )

@@ -17,10 +17,10 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from .options import RenderOptions, SimccOptions, split_sigma
+from .options import RenderOptions, SimccOptions, made_options, profiles_codec, split_sigma
 from .replies import PendingReply
 from .requests import build_request, build_simcc_request
-from .wire.vocabulary import ArgumentError
+from .wire.vocabulary import METHODS, ArgumentError
 
 __all__ = ["KeywordRenderer", "RemoteRenderCalls", "RenderCalls", "pending_from_item"]
 
@@ -134,9 +134,9 @@ class RenderCalls(Generic[ResultT, ProfilesT, SimccT]):
             HeatmapError: the server's status; ``argument`` names the argument at fault.
         """
         shared, per_batch = split_sigma(sigma)
-        options = RenderOptions(
-            size=size, sigma=shared, method=method, coords=coords, input_size=input_size,
-            dtype=dtype, codec=codec,
+        options = made_options(
+            RenderOptions, size=size, sigma=shared, method=method, coords=coords,
+            input_size=input_size, dtype=dtype, codec=codec,
         )
         return self.render_with(options, keypoints, visibility=visibility, sigma=per_batch,
                                 timeout=timeout, keep_dtype=keep_dtype, out=out)
@@ -155,17 +155,19 @@ class RenderCalls(Generic[ResultT, ProfilesT, SimccT]):
     ) -> ProfilesT:
         """Renders one batch as its 1D profiles; the server renders nothing dense.
 
-        Arguments as :meth:`render`. The profiles travel as codec ``separable``, 27-41x fewer
-        numbers than the dense tensor at common sizes; ``result.dense()`` gives exactly what
-        :meth:`render` would.
+        Arguments as :meth:`render`. The profiles are 27-41x fewer numbers than the dense tensor at
+        common sizes, and travel as few bytes as exactness allows (codec ``profile_table`` for
+        ``seed`` and ``msra``, whose profiles repeat, ``separable`` for ``udp`` and ``dark``);
+        ``result.dense()`` gives exactly what :meth:`render` would.
 
         Returns:
             a :class:`ProfilesResult` (awaitable on :class:`AsyncHeatmapClient`).
         """
         shared, per_batch = split_sigma(sigma)
-        options = RenderOptions(
-            size=size, sigma=shared, method=method, coords=coords, input_size=input_size,
-            codec="separable",
+        options = made_options(
+            RenderOptions, size=size, sigma=shared, method=method, coords=coords,
+            input_size=input_size,
+            codec=profiles_codec(method) if method in METHODS.names else "separable",
         )
         return self.render_profiles_with(options, keypoints, visibility=visibility,
                                          sigma=per_batch, timeout=timeout)
@@ -204,10 +206,10 @@ class RenderCalls(Generic[ResultT, ProfilesT, SimccT]):
             ArgumentError: a ``ValueError`` naming the argument, before anything is sent.
             HeatmapError: the server's status; ``argument`` names the argument at fault.
         """
-        options = SimccOptions(
-            input_size=input_size, sigma=sigma, split_ratio=split_ratio, smoothing=smoothing,
-            label_smooth_weight=label_smooth_weight, normalize=normalize, dtype=dtype,
-            codec=codec,
+        options = made_options(
+            SimccOptions, input_size=input_size, sigma=sigma, split_ratio=split_ratio,
+            smoothing=smoothing, label_smooth_weight=label_smooth_weight, normalize=normalize,
+            dtype=dtype, codec=codec,
         )
         return self.render_simcc_with(options, keypoints, visibility=visibility, timeout=timeout)
 

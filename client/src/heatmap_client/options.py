@@ -8,6 +8,7 @@ Sizes are ``(H, W)``, height first, everywhere in this API. mmpose configs write
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass, field, fields
@@ -21,11 +22,20 @@ from .wire.codecs import Codec, codec_by_name
 from .wire.dtypes import WireDType, dtype_by_name
 from .wire.vocabulary import COORDINATE_SPACES, METHODS, SMOOTHINGS, TARGETS, ArgumentError
 
-__all__ = ["AUTO_CODEC", "RenderOptions", "SimccOptions", "split_sigma"]
+__all__ = [
+    "AUTO_CODEC", "RenderOptions", "SimccOptions", "made_options", "profiles_codec", "split_sigma",
+]
 
 # The codec that picks the cheaper exact wire form for the method (see RenderOptions.codec).
 AUTO_CODEC = "auto"
 _SEPARABLE_BY_DEFAULT = ("udp", "dark")
+
+
+def profiles_codec(method: str) -> str:
+    """The codec a method's profiles travel with: the windowed methods draw every profile from a
+    kernel table, so a batch holds few distinct ones (``profile_table``: tens of KB where the
+    profiles are MB); ``udp`` and ``dark`` have one per keypoint (``separable``)."""
+    return "separable" if method in _SEPARABLE_BY_DEFAULT else "profile_table"
 
 
 def _hw(argument: str, value: Any) -> tuple[int, int]:
@@ -179,15 +189,15 @@ class RenderOptions(_KeywordOptions):
         set_field(self, "request_fields", request)
 
     def profiles(self) -> RenderOptions:
-        """These options for ``render_profiles``: float32 profiles, codec ``separable`` (made
-        once per options object)."""
-        if self.wire_codec.separable and self.dtype == "float32":
+        """These options for ``render_profiles``: float32 profiles, in the codec that carries
+        this method's profiles cheapest (:func:`profiles_codec`; made once per options object)."""
+        if self.wire_codec.name == profiles_codec(self.method) and self.dtype == "float32":
             return self
         made = self.__dict__.get("_profiles")
         if made is None:
             made = RenderOptions(size=self.size, sigma=self.sigma, method=self.method,
                                  coords=self.coords, input_size=self.input_size,
-                                 codec="separable")
+                                 codec=profiles_codec(self.method))
             object.__setattr__(self, "_profiles", made)
         return made
 
@@ -312,3 +322,29 @@ class SimccOptions(_KeywordOptions):
             return 1 / (min(self.sigma) * math.sqrt(2 * math.pi))
         return 1.0
 
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is a number, a string, None, or a tuple of numbers (what a typed call's
+    options usually are: hashable, and equal only to values of the same types)."""
+    if value is None or type(value) in (str, int, float, bool):
+        return True
+    return type(value) is tuple and all(type(item) in (int, float) for item in value)
+
+
+@functools.lru_cache(maxsize=128)
+def _made(kind: type, typed_key: tuple, items: tuple) -> Any:
+    return kind(**dict(items))
+
+
+def made_options(kind: type, **values: Any) -> Any:
+    """``kind(**values)`` (``RenderOptions`` or ``SimccOptions``), reused from the last calls
+    with the very same plain values: a loader's typed calls pass the same options every batch,
+    and checking and resolving them costs more than the rest of the call's own work. Values that
+    are not plain (lists, arrays) make a fresh object each time."""
+    if not all(_plain(value) for value in values.values()):
+        return kind(**values)
+    items = tuple(values.items())
+    # The types are in the key: 64.0 == 64, but only the integer is a valid side.
+    typed_key = tuple((type(value), tuple(map(type, value)) if type(value) is tuple else ())
+                      for value in values.values())
+    return _made(kind, typed_key, items)

@@ -17,10 +17,10 @@ from heatmap.v1 import heatmap_pb2 as pb
 
 from ._errors import HeatmapError
 from .results import ProfilesResult, RenderResult, SimccResult, Timings
-from .wire.codecs import CodecError, payload_crc32, rebuild_dense
+from .wire.codecs import CodecError, gather_rows, payload_crc32, rebuild_dense
 from .wire.dtypes import dequantize, quantize
 from .wire.framing import FramingError, ReceivedReply, ReplyReader
-from .wire.layouts import ReplyLayout, SimccLayout, layout_of
+from .wire.layouts import ProfileTableLayout, ReplyLayout, SimccLayout, layout_of
 from .wire.tensors import array_from_tensor
 from .wire.vocabulary import TARGETS, ArgumentError
 
@@ -31,24 +31,34 @@ def _data_loss(message: str) -> HeatmapError:
     return HeatmapError(grpc.StatusCode.DATA_LOSS, message)
 
 
-def _check_header(reply: ReceivedReply, layout: ReplyLayout, request_id: int) -> None:
-    header, last = reply.header, reply.last
+def _expected(layout: ReplyLayout, request_id: int, header: pb.TensorHeader) -> dict:
+    """What the reply's header and last chunk must say, field by field."""
     shapes = layout.header_shapes()
-    expected = dict(
+    try:
+        decoded_bytes = layout.decoded_bytes_for(header)
+    except ValueError as error:
+        raise _data_loss(str(error)) from None
+    return dict(
         target=layout.target, shape=shapes["shape"],
         y_labels_shape=shapes.get("y_labels_shape", []), dtype=layout.wire.proto,
         codec=layout.codec.proto, instances=layout.instances, weights=list(layout.lead),
-        request_id=request_id, decoded_bytes=layout.decoded_bytes,
+        request_id=request_id, decoded_bytes=decoded_bytes,
     )
+
+
+def _check_header(reply: ReceivedReply, layout: ReplyLayout, request_id: int) -> None:
+    header, last = reply.header, reply.last
+    expected = _expected(layout, request_id, header)
     got = dict(
-        target=TARGETS.name(header.target), shape=list(header.shape),
-        y_labels_shape=list(header.y_labels_shape), dtype=header.dtype, codec=header.codec,
-        instances=header.instances, weights=list(last.weights.shape),
-        request_id=last.request_id, decoded_bytes=header.decoded_bytes,
+        target=TARGETS.name(header.target), shape=header.shape,
+        y_labels_shape=header.y_labels_shape, dtype=header.dtype, codec=header.codec,
+        instances=header.instances, weights=last.weights.shape, request_id=last.request_id,
+        decoded_bytes=header.decoded_bytes,
     )
-    wrong = [name for name in expected if got[name] != expected[name]]
+    wrong = [name for name, value in expected.items() if got[name] != value]
     if wrong:
-        details = ", ".join(f"{name} {got[name]} (asked {expected[name]})" for name in wrong)
+        details = ", ".join(f"{name} {list(got[name]) if name in _LISTS else got[name]} "
+                            f"(asked {expected[name]})" for name in wrong)
         raise _data_loss(f"reply: does not match the request: {details}")
     if layout.codec.checksummed:
         # Checked before decoding, so a damaged payload never reaches ``out``.
@@ -56,6 +66,9 @@ def _check_header(reply: ReceivedReply, layout: ReplyLayout, request_id: int) ->
             raise _data_loss(f"header: no payload_crc32 for codec {layout.codec.name}")
         if payload_crc32(reply.pieces) != header.payload_crc32:
             raise _data_loss("payload: CRC-32 mismatch, the bytes were damaged on the way")
+
+
+_LISTS = ("shape", "y_labels_shape", "weights")
 
 
 def _timings(reply: ReceivedReply) -> Timings:
@@ -85,8 +98,8 @@ def _empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 def _decoded(reply: ReceivedReply, layout: ReplyLayout) -> list[np.ndarray]:
-    """The payload's arrays, as the layout has them, each written once."""
-    arrays = [_empty(shape, dtype) for shape, dtype in layout.arrays()]
+    """The payload's arrays, as the layout and the header have them, each written once."""
+    arrays = [_empty(shape, dtype) for shape, dtype in layout.arrays(reply.header)]
     layout.codec.decode(reply.pieces, arrays)
     return arrays
 
@@ -165,8 +178,10 @@ class PendingReply:
                 return SimccResult(x_labels=x_labels, y_labels=y_labels,
                                    dtype=layout.wire.name, **common)
             if self._profiles:
-                rows, cols = _decoded(reply, layout)
-                return ProfilesResult(rows=rows, cols=cols, **common)
+                arrays = _decoded(reply, layout)
+                if isinstance(layout, ProfileTableLayout):
+                    return ProfilesResult(tables=tuple(arrays), **common)
+                return ProfilesResult(rows=arrays[0], cols=arrays[1], **common)
             heatmaps = self._dense(reply)
         except CodecError as error:
             raise _data_loss(str(error)) from None
@@ -185,7 +200,11 @@ class PendingReply:
         wire = layout.wire
         shape = (layout.batch, layout.keypoints, layout.height, layout.width)
         if layout.codec.separable:
-            rows, cols = _decoded(reply, layout)
+            arrays = _decoded(reply, layout)
+            if isinstance(layout, ProfileTableLayout):
+                row_table, col_table, row_index, col_index = arrays
+                arrays = [gather_rows(row_table, row_index), gather_rows(col_table, col_index)]
+            rows, cols = arrays
             into_out = out is not None and wire.name == "float32"
             dense = rebuild_dense(rows, cols,
                                   out if into_out else _empty(shape, np.dtype(np.float32)))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .wire.codecs import rebuild_dense
+from .wire.codecs import gather_rows, rebuild_dense
 
 __all__ = ["ProfilesResult", "RenderResult", "SimccResult", "Timings"]
 
@@ -65,31 +65,65 @@ class RenderResult:
         return heatmaps, torch.from_numpy(self.weights)
 
 
-@dataclass
 class ProfilesResult:
     """One batch as its 1D profiles: ``heatmap[b, k] = max_n rows[b, n, k, :, None] *
     cols[b, n, k, None, :]``.
 
+    The profiles arrive as tables of the distinct ones and an index per keypoint (``seed`` and
+    ``msra``, codec ``profile_table``), or one per keypoint (codec ``separable``); ``rows`` and
+    ``cols`` are gathered from the tables when first read.
+
     Attributes:
         rows: ``(B, N, K, H)`` float32; ``N`` is 1 for ``(B, K, 2)`` keypoints.
         cols: ``(B, N, K, W)`` float32.
+        tables: ``(row_table (R, H), col_table (C, W), row_index (B, N, K), col_index (B, N, K))``
+            float32 tables and integer indices (for a ``separable`` reply, one row per profile).
         weights: float32 ``(B, K)`` or ``(B, N, K)``, as :class:`RenderResult`'s.
         timings: the server's :class:`Timings`.
         wire_bytes: payload bytes received for the profiles.
     """
 
-    rows: np.ndarray
-    cols: np.ndarray
-    weights: np.ndarray
-    timings: Timings
-    wire_bytes: int
-    request_id: int = field(default=0)
+    def __init__(self, *, weights: np.ndarray, timings: Timings, wire_bytes: int,
+                 request_id: int = 0, rows: np.ndarray | None = None,
+                 cols: np.ndarray | None = None, tables: tuple | None = None):
+        if (tables is None) == (rows is None or cols is None):
+            raise ValueError("ProfilesResult: give rows and cols, or tables")
+        self.weights, self.timings, self.wire_bytes = weights, timings, wire_bytes
+        self.request_id = request_id
+        self._rows, self._cols, self._tables = rows, cols, tables
+
+    def __repr__(self) -> str:
+        return f"ProfilesResult(shape={self.shape}, wire_bytes={self.wire_bytes})"
+
+    @property
+    def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self._tables is None:
+            lead = self._rows.shape[:3]
+            identity = np.arange(int(np.prod(lead)), dtype=np.uint32).reshape(lead)
+            self._tables = (self._rows.reshape(-1, self._rows.shape[-1]),
+                            self._cols.reshape(-1, self._cols.shape[-1]), identity, identity)
+        return self._tables
+
+    @property
+    def rows(self) -> np.ndarray:
+        if self._rows is None:
+            row_table, _, row_index, _ = self._tables
+            self._rows = gather_rows(row_table, row_index)
+        return self._rows
+
+    @property
+    def cols(self) -> np.ndarray:
+        if self._cols is None:
+            _, col_table, _, col_index = self._tables
+            self._cols = gather_rows(col_table, col_index)
+        return self._cols
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """``(B, K, H, W)`` of the dense heatmaps."""
-        batch, _, keypoints, height = self.rows.shape
-        return batch, keypoints, height, self.cols.shape[-1]
+        row_table, col_table, row_index, _ = self.tables
+        batch, _, keypoints = row_index.shape
+        return batch, keypoints, row_table.shape[1], col_table.shape[1]
 
     def dense(self, out: np.ndarray | None = None) -> np.ndarray:
         """The dense float32 heatmaps ``(B, K, H, W)``, equal to ``render(...)``'s bit for bit."""

@@ -15,12 +15,19 @@ names it. Nothing here imports gRPC or protobuf; the heatmap service renders wit
 """
 
 from .batch import concatenate_render_args
+from .coordinates import heatmap_coordinates
 from .dense import Heatmaps, heatmaps_from_args, render_heatmaps
 from .errors import RenderArgumentError, RenderArgumentTypeError
 from .expand import expand_profiles
 from .inputs import DTYPES
 from .kernels import clear_table_cache, table_cache_info
-from .profiles import Profiles, heatmap_coordinates, profiles_from_args, render_profiles
+from .profiles import (
+    Profiles,
+    ProfileTable,
+    profile_table_from_args,
+    profiles_from_args,
+    render_profiles,
+)
 from .radius import RADIUS_VARIANTS, gaussian_radius, sigma_from_box
 from .sigma import SIGMA_MIN
 from .simcc import (
@@ -38,6 +45,7 @@ __all__ = [
     "DTYPES",
     "Heatmaps",
     "METHODS",
+    "ProfileTable",
     "Profiles",
     "RADIUS_VARIANTS",
     "RenderArgs",
@@ -51,11 +59,13 @@ __all__ = [
     "check_render_args",
     "check_simcc_args",
     "clear_table_cache",
+    "compact_table",
     "concatenate_render_args",
     "expand_profiles",
     "gaussian_radius",
     "heatmap_coordinates",
     "heatmaps_from_args",
+    "profile_table_from_args",
     "profiles_from_args",
     "render_heatmaps",
     "render_profiles",

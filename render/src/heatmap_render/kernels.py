@@ -12,13 +12,17 @@ enters the exponent). So instead of pasting a kernel per keypoint, we tabulate, 
 
 These are the seed's and mmpose's window rules verbatim, including the asymmetric window for a
 non-integer ``3 sigma`` and the peak shift that truncation toward zero causes left of the origin.
-Rendering then reduces to one gather for both axes at once (:class:`WindowPlan` stacks the two
-axes' tables, padded to the longer side). Centres beyond the tabulated range all map to the first or
+Rendering then reduces to one gather per axis (:class:`AxisPlan`: the axis's table, one block per
+distinct sigma, and one empty row). Centres beyond the tabulated range all map to the first or
 last row of their block, which is empty and flagged "outside".
+
+The cache is bounded in bytes, counting everything an entry holds (its tables, its per-keypoint
+offsets and its key, which may name one sigma per keypoint), and in entries.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import OrderedDict
@@ -32,7 +36,10 @@ from .errors import RenderArgumentError
 
 __all__ = [
     "PLAN_MAX_ELEMENTS",
+    "AxisPlan",
     "WindowPlan",
+    "axis_outside",
+    "axis_plan",
     "axis_profiles",
     "cached_table",
     "clear_table_cache",
@@ -46,33 +53,17 @@ __all__ = [
 # computed for the request's own centres instead (see profiles.py), with the same formula.
 PLAN_MAX_ELEMENTS = 4 * 1024 * 1024
 
-# Bounded by bytes, not entries: a per-keypoint-sigma plan for a large heatmap can be tens of MB.
+# Bounded by bytes, not entries alone: a per-keypoint-sigma plan for a large heatmap can be tens
+# of MB; and by entries, so that a flood of tiny distinct configurations cannot grow the index.
 _CACHE_BUDGET_BYTES = 256 * 1024 * 1024
+_CACHE_MAX_ENTRIES = 4096
 
 
-@dataclass(frozen=True)
-class _AxisTable:
-    """All profiles along one axis for a set of distinct sigmas (a block of :class:`WindowPlan`).
-
-    Attributes:
-        lowest_centre: the integer centre of row 0 of each sigma's block.
-        rows_per_sigma: R, the rows of each sigma's block; sigma ``s`` owns rows
-            ``[s * R, (s+1) * R)``.
-        rows: ``(S * R, L)``. For ``kind="window"`` float32 kernel values; for ``kind="offset"``
-            float64 distances from the kernel centre, ``+inf`` outside the window (so that
-            ``exp(-(d - f)^2 / (2 sigma^2))`` is exactly 0 there).
-        outside: ``(S * R,)`` bool, mmpose's weight rule ``left >= L or right < 0``.
-    """
-
-    lowest_centre: int
-    rows_per_sigma: int
-    rows: torch.Tensor
-    outside: torch.Tensor
-
-
-_cache: OrderedDict[tuple, Any] = OrderedDict()
-_cache_bytes = 0
-_cache_lock = threading.Lock()
+def axis_outside(centres: torch.Tensor, sigma: torch.Tensor, length: int) -> torch.Tensor:
+    """mmpose's weight rule for integer ``centres`` (float64) on an axis of ``length`` pixels: the
+    window ``[int(mu - 3 sigma), int(mu + 3 sigma + 1))`` misses it."""
+    radius = sigma * 3
+    return (torch.trunc(centres - radius) >= length) | (torch.trunc(centres + radius + 1) < 0)
 
 
 def axis_profiles(
@@ -111,124 +102,153 @@ def axis_profiles(
     return profiles, outside
 
 
-def _build(sigmas: tuple[float, ...], kind: str, length: int, device: torch.device) -> _AxisTable:
-    # Tables are computed on the CPU and then moved, so every device renders from the very same
-    # float32 values (device exp() implementations may differ in the last bit).
-    radius_max = 3 * max(sigmas)
-    lowest = -math.ceil(radius_max) - 2
-    highest = length + math.ceil(radius_max) + 1
-    sigma = torch.tensor(sigmas, dtype=torch.float64)[:, None, None]  # (S, 1, 1)
-    centres = torch.arange(lowest, highest + 1, dtype=torch.float64)[None, :, None]  # (1, R, 1)
-    rows, outside = axis_profiles(centres, sigma, length, kind)
-    return _AxisTable(
-        lowest_centre=lowest,
-        rows_per_sigma=highest - lowest + 1,
-        rows=rows.reshape(-1, length).to(device),
-        outside=outside.reshape(-1).to(device),
-    )
+def _centre_range(sigmas: tuple[float, ...], length: int) -> tuple[int, int]:
+    """Integer centres beyond ``[lowest, highest]`` leave every window of these sigmas outside."""
+    reach = math.ceil(3 * max(sigmas))
+    return -reach - 2, length + reach + 1
 
 
+@functools.lru_cache(maxsize=1024)
 def plan_elements(sigmas: tuple[float, ...], size: tuple[int, int]) -> int:
-    """Elements a :class:`WindowPlan` for ``sigmas`` and ``size`` would hold."""
+    """Elements the two axes' plans for ``sigmas`` and ``size`` would hold together."""
     rows = len(set(sigmas)) or 1
     reach = 2 * math.ceil(3 * max(sigmas, default=1.0)) + 4
     return rows * sum((length + reach) * length for length in size)
 
 
 @dataclass(frozen=True)
-class WindowPlan:
-    """Both axes' profile tables for one render configuration, for a single gather per call.
+class AxisPlan:
+    """One axis's profile table for one render configuration, for a single gather per axis.
 
-    Row of keypoint k's profile along axis a (0: x, 1: y) for integer centre ``mu``::
+    Row of keypoint k's profile for integer centre ``mu``::
 
-        clamp(mu, lowest, highest[a]) + offsets[k or 0, a]
+        clamp(mu, lowest, highest) + offsets[k or 0]
 
     Attributes:
-        table: ``(rows, max(H, W))``; x profiles use the first W columns, y the first H. Float32
-            kernel values (``kind="window"``) or float64 distances, ``+inf`` off-window
-            (``"offset"``).
-        outside: ``(rows,)`` bool, mmpose's weight rule per axis.
-        lowest, highest: ``(2,)`` clamp bounds for the centres, in the keypoints' dtype.
-        offsets: ``(K or 1, 2)`` int64.
-        empty_row: a row of zeros (of +inf for ``"offset"``), for keypoints that are not drawn.
+        table: ``(rows, L)``: float32 kernel values (``kind="window"``) or float64 distances,
+            ``+inf`` off the window (``"offset"``); the last row is empty.
+        outside: ``(rows,)`` bool, mmpose's weight rule.
+        lowest, highest: the clamp bounds for the centres (the block's first and last centre).
+        offsets: ``(K or 1,)`` int64: the row of centre 0 in each keypoint's sigma block.
+        empty_row: the index of the empty row, for keypoints that are not drawn.
+        key_bytes: what the cache key holds beside (one float per sigma).
     """
 
     table: torch.Tensor
     outside: torch.Tensor
-    lowest: torch.Tensor
-    highest: torch.Tensor
+    lowest: int
+    highest: int
     offsets: torch.Tensor
     empty_row: int
+    key_bytes: int = 0
 
     @property
     def nbytes(self) -> int:
-        return self.table.numel() * self.table.element_size() + self.outside.numel()
+        return (self.table.numel() * self.table.element_size() + self.outside.numel()
+                + self.offsets.numel() * 8 + self.key_bytes)
 
 
-def _plan(
-    sigmas: tuple[float, ...], kind: str, size: tuple[int, int], device: torch.device,
-    dtype: torch.dtype,
-) -> WindowPlan:
-    height, width = size
+def _build(
+    sigmas: tuple[float, ...], kind: str, length: int, device: torch.device
+) -> AxisPlan:
+    # Tables are computed on the CPU and then moved, so every device renders from the very same
+    # values (device exp() implementations may differ in the last bit).
     distinct = tuple(dict.fromkeys(sigmas)) or (1.0,)  # K = 0: a table nobody indexes
-    slots = torch.tensor([distinct.index(sigma) for sigma in sigmas], dtype=torch.int64)
-    axes = [_build(distinct, kind, length, device) for length in (width, height)]
-    widest = max(size)
+    slot_of = {sigma: slot for slot, sigma in enumerate(distinct)}
+    lowest, highest = _centre_range(distinct, length)
+    per_sigma = highest - lowest + 1
+    sigma = torch.tensor(distinct, dtype=torch.float64)[:, None, None]  # (S, 1, 1)
+    centres = torch.arange(lowest, highest + 1, dtype=torch.float64)[None, :, None]  # (1, R, 1)
+    rows, outside = axis_profiles(centres, sigma, length, kind)
     fill = 0.0 if kind == "window" else math.inf
-    blocks, outside, bases = [], [], []
-    base = 0
-    for axis in axes:
-        body = axis.rows
-        pad = torch.full(
-            (body.shape[0], widest - body.shape[1]), fill, dtype=body.dtype, device=device
-        )
-        blocks.append(torch.cat([body, pad], dim=1))
-        outside.append(axis.outside)
-        bases.append(base - axis.lowest_centre + slots * axis.rows_per_sigma)
-        base += body.shape[0]
-    # One empty row, shared by both axes, for keypoints that are not drawn.
-    blocks.append(torch.full((1, widest), fill, dtype=blocks[0].dtype, device=device))
-    outside.append(torch.ones(1, dtype=torch.bool, device=device))
-    lowest = axes[0].lowest_centre
-    return WindowPlan(
-        table=torch.cat(blocks),
-        outside=torch.cat(outside),
-        lowest=torch.tensor([lowest, lowest], dtype=dtype, device=device),
-        highest=torch.tensor(
-            [axis.lowest_centre + axis.rows_per_sigma - 1 for axis in axes],
-            dtype=dtype,
-            device=device,
-        ),
-        offsets=torch.stack(bases, dim=1).to(device),
-        empty_row=base,
+    empty = torch.full((1, length), fill, dtype=rows.dtype)
+    slots = torch.tensor([slot_of[value] for value in sigmas] or [0], dtype=torch.int64)
+    return AxisPlan(
+        table=torch.cat([rows.reshape(-1, length), empty]).to(device),
+        outside=torch.cat([outside.reshape(-1), torch.ones(1, dtype=torch.bool)]).to(device),
+        lowest=lowest,
+        highest=highest,
+        offsets=(slots * per_sigma - lowest).to(device),
+        empty_row=len(distinct) * per_sigma,
+        key_bytes=8 * len(sigmas),
     )
 
 
-def window_plan(
-    sigmas: tuple[float, ...],
-    kind: str,
-    size: tuple[int, int],
-    device: torch.device,
-    dtype: torch.dtype,
-) -> WindowPlan:
-    """Returns the (cached) :class:`WindowPlan`.
+def axis_plan(
+    sigmas: tuple[float, ...], kind: str, length: int, device: torch.device
+) -> AxisPlan:
+    """The (cached) :class:`AxisPlan` of one axis.
 
     Args:
         sigmas: one sigma, or one per keypoint (distinct values share a table block).
         kind: ``"window"`` (kernel values, ``seed``/``msra``) or ``"offset"`` (distances, ``udp``).
-        size: ``(H, W)`` of the heatmap.
+        length: the axis's length in pixels.
         device: where the tables live.
-        dtype: the keypoints' dtype (the clamp bounds are compared with centres in it).
+    """
+    key = ("axis", sigmas, kind, length, str(device))
+    return cached_table(key, lambda: _build(sigmas, kind, length, device))
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Both axes' plans (x along W, then y along H), and what finds both axes' rows in one pass:
+    the centres ``(..., 2)`` are clamped to ``(lowest, highest)`` and offset by ``offsets``
+    ``(K or 1, 2)``, giving rows of the two tables stacked (y's after x's), whose ``outside``
+    flags and ``empty`` rows are stacked alike."""
+
+    axes: tuple[AxisPlan, AxisPlan]
+    lowest: torch.Tensor
+    highest: torch.Tensor
+    offsets: torch.Tensor
+    outside: torch.Tensor
+    empty: torch.Tensor
+    y_base: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(axis.nbytes for axis in self.axes) + self.offsets.numel() * 8 \
+            + self.outside.numel()
+
+
+def _pair(sigmas: tuple[float, ...], kind: str, size: tuple[int, int], device: torch.device,
+          dtype: torch.dtype) -> WindowPlan:
+    x_axis, y_axis = (_build(sigmas, kind, length, device) for length in (size[1], size[0]))
+    base = x_axis.table.shape[0]
+
+    def pair(x, y):
+        return torch.tensor([x, y], dtype=dtype, device=device)
+
+    return WindowPlan(
+        axes=(x_axis, y_axis),
+        lowest=pair(x_axis.lowest, y_axis.lowest),
+        highest=pair(x_axis.highest, y_axis.highest),
+        offsets=torch.stack([x_axis.offsets, y_axis.offsets + base], dim=-1),
+        outside=torch.cat([x_axis.outside, y_axis.outside]),
+        empty=torch.tensor([x_axis.empty_row, y_axis.empty_row + base], device=device),
+        y_base=base,
+    )
+
+
+def window_plan(sigmas: tuple[float, ...], kind: str, size: tuple[int, int],
+                device: torch.device, dtype: torch.dtype) -> WindowPlan:
+    """The (cached) :class:`WindowPlan` of a heatmap of ``size`` (H, W), for centres of ``dtype``.
+
+    Args: as :func:`axis_plan`, with both axes' lengths.
     """
     key = ("window", sigmas, kind, size, str(device), dtype)
-    return cached_table(key, lambda: _plan(sigmas, kind, size, device, dtype))
+    return cached_table(key, lambda: _pair(sigmas, kind, size, device, dtype))
+
+
+_cache: OrderedDict[tuple, Any] = OrderedDict()
+_cache_bytes = 0
+_cache_lock = threading.Lock()
 
 
 def cached_table(key: tuple, build: Callable[[], Any]) -> Any:
     """The cached value for ``key``, else ``build()`` (cached when it fits the byte budget).
 
-    Values must have ``nbytes`` (tensors and the plans here do). Builds run outside the lock, so
-    two threads may build the same table once each; the first one stored wins.
+    Values must have ``nbytes`` (tensors and the plans here do; a plan counts its key). Builds run
+    outside the lock, so two threads may build the same table once each; the first stored wins.
     """
     global _cache_bytes
     with _cache_lock:
@@ -241,16 +261,17 @@ def cached_table(key: tuple, build: Callable[[], Any]) -> Any:
         if key not in _cache and value.nbytes <= _CACHE_BUDGET_BYTES:
             _cache[key] = value
             _cache_bytes += value.nbytes
-            while _cache_bytes > _CACHE_BUDGET_BYTES:
+            while _cache_bytes > _CACHE_BUDGET_BYTES or len(_cache) > _CACHE_MAX_ENTRIES:
                 _, evicted = _cache.popitem(last=False)
                 _cache_bytes -= evicted.nbytes
     return value
 
 
 def table_cache_info() -> dict[str, int]:
-    """Entries and bytes held by the kernel-table cache."""
+    """Entries and bytes held by the kernel-table cache, and its bounds."""
     with _cache_lock:
-        return {"entries": len(_cache), "bytes": _cache_bytes, "budget_bytes": _CACHE_BUDGET_BYTES}
+        return {"entries": len(_cache), "bytes": _cache_bytes, "budget_bytes": _CACHE_BUDGET_BYTES,
+                "max_entries": _CACHE_MAX_ENTRIES}
 
 
 def clear_table_cache() -> None:

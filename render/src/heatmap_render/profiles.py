@@ -2,10 +2,11 @@
 
 Every method renders a Gaussian that factorises, ``g(x, y) = gx(x) * gy(y)``, so a keypoint's
 whole heatmap is fixed by its row profile ``gy`` (length H) and column profile ``gx`` (length W).
-This module computes those profiles for a whole batch at once; ``dense.py`` multiplies them out and
-the ``separable`` wire codec ships them as they are.
+This module computes those profiles for a whole batch at once, one axis at a time; ``expand.py``
+multiplies them out, and the service ships them as they are, or as a table of the distinct
+profiles and an index per keypoint (:func:`profile_table_from_args`).
 
-Per method, with ``u`` the keypoint in heatmap pixels (see :func:`heatmap_coordinates`):
+Per method, with ``u`` the keypoint in heatmap pixels (see ``coordinates.py``):
 
 - ``seed``: centre ``mu = int(u)``; windowed kernel sampled at integers around ``mu``.
 - ``msra``: centre ``mu = int(u + 0.5)``; same window and kernel (mmpose ``MSRAHeatmap``).
@@ -14,37 +15,45 @@ Per method, with ``u`` the keypoint in heatmap pixels (see :func:`heatmap_coordi
 - ``dark``: Gaussian at the float centre over the whole heatmap, no window (mmpose's unbiased
   encoding).
 
-``int`` truncates toward zero, as Python's ``int()`` and numpy's ``astype(int64)`` do. Coordinate
-arithmetic is done in the keypoints' precision (float32 on the wire), like mmpose on float32
-keypoints, so that truncation edges fall exactly where theirs do.
+``int`` truncates toward zero, as Python's ``int()`` and numpy's ``astype(int64)`` do.
 
 Sigma is one value, one per keypoint, or one per sample, instance and keypoint
 (``RenderArgs.sample_sigmas``). Per-element sigmas with few distinct values (real data: a handful
 of box sizes or classes) still render from cached tables, one block per distinct value; many
-distinct values are evaluated directly at the request's own centres, with the same formula.
+distinct values are evaluated directly at the request's own centres, with the same formula. The
+exponents are evaluated in float64 in blocks of at most ``BLOCK_ELEMENTS``, so that a request's
+scratch memory stays bounded whatever its size; only the float32 profiles grow with it.
 """
 
 from __future__ import annotations
 
-import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 
-from .errors import RenderArgumentError
-from .kernels import PLAN_MAX_ELEMENTS, axis_profiles, plan_elements, window_plan
+from .coordinates import heatmap_coordinates
+from .kernels import PLAN_MAX_ELEMENTS, axis_outside, axis_profiles, plan_elements, window_plan
 from .sigma import max_sigma
 from .validate import RenderArgs, check_render_args
 
 __all__ = [
+    "BLOCK_ELEMENTS",
+    "compact_table",
+    "ProfileTable",
     "Profiles",
     "TABLE_MAX_SIGMAS",
-    "coordinate_limit",
-    "heatmap_coordinates",
+    "profile_table_from_args",
     "profiles_from_args",
     "render_profiles",
 ]
+
+# Per-element sigmas render from a table while they have at most this many distinct values.
+TABLE_MAX_SIGMAS = 16
+
+# float64 scratch elements per block of a directly evaluated axis (8 MB each).
+BLOCK_ELEMENTS = 1 << 20
 
 
 class Profiles(NamedTuple):
@@ -62,63 +71,46 @@ class Profiles(NamedTuple):
     weights: torch.Tensor
 
 
-@functools.lru_cache(maxsize=256)
-def _coordinate_scale(
-    coords: str, method: str, size: tuple[int, int], input_size: tuple[int, int] | None,
-    dtype: torch.dtype, device: torch.device,
-) -> torch.Tensor:
-    """The (x, y) factor of a coordinate space, as mmpose and the seed compute it."""
-    height, width = size
-    if coords == "normalized":
-        ratio = [width, height]
-    elif method == "udp":
-        # UDP maps corner pixel to corner pixel: (input - 1) / (heatmap - 1).
-        in_height, in_width = input_size
-        ratio = [(in_width - 1) / (width - 1), (in_height - 1) / (height - 1)]
-    else:
-        in_height, in_width = input_size
-        ratio = [in_width / width, in_height / height]
-    # mmpose computes the ratio in float64 and divides float32 keypoints by its float32 rounding.
-    return torch.tensor(ratio, dtype=torch.float64).to(dtype).to(device)
+class ProfileTable(NamedTuple):
+    """The profiles as tables of distinct rows and an index per keypoint and instance:
+    ``rows[b, n, k] = row_table[row_index[b, n, k]]``, ``cols`` likewise.
 
+    The windowed methods draw every profile from a kernel table, so a batch holds a few dozen
+    distinct profiles per axis whatever its size; ``udp`` and ``dark`` (whose profiles depend on
+    the sub-pixel centre) give one row per keypoint.
 
-def coordinate_limit(size: tuple[int, int]) -> float:
-    """A bound on heatmap coordinates beyond which every method leaves a keypoint outside.
-
-    Sigma is at most ``max(H, W)``, so a window reaches at most ``3 sigma + 2`` pixels past an
-    edge, ``4 max(H, W) + 2`` from the origin; anything farther is outside for every method,
-    clamped or not.
+    Attributes:
+        row_table: ``(R, H)`` float32; row_index: ``(B, N, K)`` int64.
+        col_table: ``(C, W)`` float32; col_index: ``(B, N, K)`` int64.
+        weights: as :class:`Profiles`'.
     """
-    return float(8 * max(size) + 16)
+
+    row_table: torch.Tensor
+    row_index: torch.Tensor
+    col_table: torch.Tensor
+    col_index: torch.Tensor
+    weights: torch.Tensor
 
 
-def heatmap_coordinates(args: RenderArgs) -> torch.Tensor:
-    """Keypoints ``(B, N, K, 2)`` converted to heatmap pixels (pixel centres at integers).
+class _Axis(NamedTuple):
+    """One axis of a batch, rendered: rows of ``table`` (a plan's, or the profiles themselves)
+    at ``index`` ``(B, N, K)``."""
 
-    Coordinates farther than :func:`coordinate_limit` from the origin are clamped to it: they are
-    off the heatmap either way, and finite keypoints near the float range (3.4e38 in float32)
-    would otherwise scale to infinity and later to ``inf - inf = NaN``.
-    """
-    points = args.keypoints
-    limit = coordinate_limit(args.size)
-    if args.coords == "heatmap":
-        return points.clamp(-limit, limit)
-    if args.coords == "pixel" and args.input_size is None:
-        raise RenderArgumentError("input_size", "required when coords='pixel'")
-    scale = _coordinate_scale(
-        args.coords, args.method, args.size, args.input_size, points.dtype, points.device
-    )
-    if args.coords == "normalized":
-        # The seed's convention: x in [-1, 1], -1 the left edge, 0.5 * (x + 1) * W.
-        converted = (points + 1) * 0.5 * scale
-    else:
-        converted = points / scale
-    # Finite in, so the only non-finite values are overflows to +-inf, which clamp to +-limit.
-    return converted.clamp_(-limit, limit)
+    table: torch.Tensor
+    index: torch.Tensor
+    from_plan: bool  # table is a shared kernel table (few distinct rows), not one per keypoint
+
+    def profiles(self) -> torch.Tensor:
+        return self.table.index_select(0, self.index.reshape(-1)).view(
+            *self.index.shape, self.table.shape[1]
+        )
 
 
-# Per-element sigmas render from a table while they have at most this many distinct values.
-TABLE_MAX_SIGMAS = 16
+def _sigma_field(args: RenderArgs, device: torch.device) -> torch.Tensor:
+    """Sigma in float64, broadcastable against ``(B, N, K)``: ``(K or 1,)`` or ``(B, N, K)``."""
+    if args.sample_sigmas is not None:
+        return args.sample_sigmas.to(device)
+    return torch.tensor(args.sigmas, dtype=torch.float64, device=device)
 
 
 def _table_sigmas(args: RenderArgs) -> tuple[tuple[float, ...], torch.Tensor | None] | None:
@@ -135,114 +127,192 @@ def _table_sigmas(args: RenderArgs) -> tuple[tuple[float, ...], torch.Tensor | N
     return tuple(distinct.tolist()), inverse
 
 
-def _windowed(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | None):
-    """Profiles of ``seed``, ``msra`` and ``udp``: one table gather keyed by the integer centre.
+def _blocked(count: int, length: int, make: Callable[[slice], torch.Tensor],
+             device: torch.device) -> torch.Tensor:
+    """``(count, length)`` float32 made ``make(block)`` by block of at most ``BLOCK_ELEMENTS``."""
+    out = torch.empty((count, length), dtype=torch.float32, device=device)
+    step = max(1, BLOCK_ELEMENTS // max(length, 1))
+    for start in range(0, count, step):
+        block = slice(start, min(start + step, count))
+        out[block] = make(block)
+    return out
 
-    Returns ``(profiles (B, N, K, 2, max(H, W)), outside (B, N, K))``.
-    """
+
+def _flat(values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``values`` broadcast to ``shape`` and flattened to one element per keypoint."""
+    return values.expand(shape).reshape(-1)
+
+
+def _windowed(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | None):
+    """Both axes of ``seed``, ``msra`` and ``udp``, and whether each keypoint is outside."""
     kind = "offset" if args.method == "udp" else "window"
     centre = coords if args.method == "seed" else coords + 0.5
     tabled = _table_sigmas(args)
-    if tabled is None or plan_elements(tabled[0], args.size) > PLAN_MAX_ELEMENTS:
-        profiles, outside = _windowed_directly(args, kind, centre, draw_ok)
-    else:
+    if tabled is not None and plan_elements(tabled[0], args.size) <= PLAN_MAX_ELEMENTS:
         sigmas, slots = tabled
         plan = window_plan(sigmas, kind, args.size, coords.device, coords.dtype)
-        if slots is None:
-            offsets = plan.offsets  # (K or 1, 2)
-        else:
-            offsets = plan.offsets[slots.to(coords.device)]  # (B, N, K, 2)
-        # .long() truncates toward zero, like int(); clamping first keeps far centres in range.
+        offsets = plan.offsets if slots is None else plan.offsets[slots.to(coords.device)]
+        # Both axes at once: .long() truncates toward zero, like int(); clamping first keeps far
+        # centres in range. Rows of the stacked tables (y's after x's).
         rows = torch.clamp(centre, plan.lowest, plan.highest).long() + offsets
-        outside = plan.outside[rows].any(dim=-1)
-        if draw_ok is not None:
-            rows = torch.where((draw_ok & ~outside)[..., None], rows, plan.empty_row)
-        # Without visibility no masking is needed: a window that misses the heatmap is an
-        # all-zero row on at least one axis, so its product is zero anyway.
-        table = plan.table
-        profiles = table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
+        outside = torch.take(plan.outside, rows).any(dim=-1)
+        hidden = outside if draw_ok is None else outside | ~draw_ok
+        rows[hidden] = plan.empty  # not drawn: both axes' empty rows
+        (x_axis, y_axis), base = plan.axes, plan.y_base
+        axes = [_Axis(x_axis.table, rows[..., 0], True),
+                _Axis(y_axis.table, rows[..., 1] - base, True)]
+    else:
+        axes, outside = _windowed_directly(args, kind, centre, draw_ok)
     if kind == "offset":
-        # UDP: exp(-(d - f)^2 / (2 sigma^2)) with d the distance from the kernel centre and
-        # f = u - mu the sub-pixel offset. +inf off the window gives exactly 0.
-        fraction = (coords - torch.trunc(centre)).to(torch.float64)
-        two_var = _two_variance(args, coords.device)
-        profiles = torch.exp(-((profiles - fraction[..., None]) ** 2) / two_var).to(torch.float32)
-    return profiles, outside
+        axes = [_udp(args, coords, centre, axis, plane) for axis, plane in enumerate(axes)]
+    return axes, outside
 
 
-def _windowed_directly(
-    args: RenderArgs, kind: str, centre: torch.Tensor, draw_ok: torch.Tensor | None
-):
+def _windowed_directly(args: RenderArgs, kind: str, centre: torch.Tensor,
+                       draw_ok: torch.Tensor | None):
     """The windowed profiles evaluated at the request's own centres, for configurations whose
     table would be too large to keep (see ``PLAN_MAX_ELEMENTS``) or per-element sigmas with many
     distinct values; same formula, same values."""
-    widest = max(args.size)
+    shape = centre.shape[:-1]
     # Farther centres all give empty, outside rows.
-    reach = widest + 3 * max_sigma(args.sigmas, args.sample_sigmas) + 2
+    reach = max(args.size) + 3 * max_sigma(args.sigmas, args.sample_sigmas) + 2
     mu = torch.trunc(centre).clamp(-reach, reach).to(torch.float64)
-    sigma = _sigma_field(args, centre.device)[..., None]  # (K, 1) or (B, N, K, 1)
+    sigma = _flat(_sigma_field(args, centre.device), shape)
+    count = sigma.numel()
+    lengths = (args.size[1], args.size[0])
+    missed = [axis_outside(mu[..., axis].reshape(-1), sigma, length).view(shape)
+              for axis, length in enumerate(lengths)]
+    outside = missed[0] | missed[1]
+    drawn = _flat(~outside if draw_ok is None else draw_ok & ~outside, shape)
     fill = 0.0 if kind == "window" else math.inf
-    profiles, outside = [], []
-    for axis, length in enumerate(reversed(args.size)):  # x runs along W, y along H
-        values, missed = axis_profiles(mu[..., axis, None], sigma, length, kind)
-        profiles.append(torch.nn.functional.pad(values, (0, widest - length), value=fill))
-        outside.append(missed)
-    outside = outside[0] | outside[1]
-    profiles = torch.stack(profiles, dim=-2)  # (B, N, K, 2, max(H, W)), as the table gives
-    if draw_ok is not None:
-        profiles = torch.where((draw_ok & ~outside)[..., None, None], profiles, fill)
-    return profiles, outside
+    dtype = torch.float32 if kind == "window" else torch.float64
+    axes = []
+    for axis, length in enumerate(lengths):
+        centres = mu[..., axis].reshape(-1)
+
+        def block(rows: slice, centres=centres, length=length) -> torch.Tensor:
+            values, _ = axis_profiles(centres[rows, None], sigma[rows, None], length, kind)
+            return torch.where(drawn[rows, None], values, fill)
+
+        if dtype == torch.float32:
+            table = _blocked(count, length, block, centre.device)
+        else:  # udp's distances, made into float32 profiles by _udp block by block as well
+            table = torch.empty((count, length), dtype=dtype, device=centre.device)
+            step = max(1, BLOCK_ELEMENTS // max(length, 1))
+            for start in range(0, count, step):
+                rows = slice(start, min(start + step, count))
+                table[rows] = block(rows)
+        index = torch.arange(count, device=centre.device).view(shape)
+        axes.append(_Axis(table, index, False))
+    return axes, outside
 
 
-def _sigma_field(args: RenderArgs, device: torch.device) -> torch.Tensor:
-    """Sigma in float64, broadcastable against ``(B, N, K)``: ``(K or 1,)`` or ``(B, N, K)``."""
-    if args.sample_sigmas is not None:
-        return args.sample_sigmas.to(device)
-    return torch.tensor(args.sigmas, dtype=torch.float64, device=device)
+def _udp(args: RenderArgs, coords: torch.Tensor, centre: torch.Tensor, axis: int,
+         plane: _Axis) -> _Axis:
+    """UDP: ``exp(-(d - f)^2 / (2 sigma^2))`` with ``d`` the distance from the kernel centre (a
+    table row, ``+inf`` off the window, which gives exactly 0) and ``f = u - mu`` the sub-pixel
+    offset; one float32 row per keypoint, evaluated in float64 block by block."""
+    shape = coords.shape[:-1]
+    fraction = (coords[..., axis] - torch.trunc(centre[..., axis])).to(torch.float64).reshape(-1)
+    two_var = _flat(2 * _sigma_field(args, coords.device) ** 2, shape)
+    length = plane.table.shape[1]
+    index = plane.index.reshape(-1)
 
+    def block(rows: slice) -> torch.Tensor:
+        distances = plane.table.index_select(0, index[rows])
+        values = torch.exp(-((distances - fraction[rows, None]) ** 2) / two_var[rows, None])
+        return values.to(torch.float32)
 
-def _two_variance(args: RenderArgs, device: torch.device) -> torch.Tensor:
-    """``2 sigma^2`` in float64, broadcastable against profiles ``(B, N, K, 2, L)``."""
-    return (2 * _sigma_field(args, device) ** 2)[..., None, None]
+    table = _blocked(index.numel(), length, block, coords.device)
+    return _Axis(table, torch.arange(index.numel(), device=coords.device).view(shape), False)
 
 
 def _dark(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | None):
-    """Profiles of ``dark``: the Gaussian at the float centre over the whole axis.
+    """Both axes of ``dark``: the Gaussian at the float centre over the whole axis.
 
     There is no window to tabulate (the centre is continuous), but the work is O(K * (H + W)),
-    negligible beside the O(K * H * W) product. Returns the same layout as :func:`_windowed`.
+    negligible beside the O(K * H * W) product.
     """
-    device = coords.device
-    height, width = args.size
+    device, shape = coords.device, coords.shape[:-1]
+    sigma = _sigma_field(args, device)
     # 3 sigma in float64, then rounded to the keypoints' dtype, as mmpose's radius.
-    radius = (3 * _sigma_field(args, device)).to(coords.dtype)[..., None]
-    # mmpose tests the 3-sigma box in the keypoints' precision: left >= W, right < 0.
-    lengths = torch.tensor([width, height], dtype=coords.dtype, device=device)
-    left = coords - radius
-    right = coords + radius + 1
-    outside = ((left >= lengths) | (right < 0)).any(dim=-1)
-    drawn = ~outside if draw_ok is None else draw_ok & ~outside
-    pixels = torch.arange(max(height, width), dtype=torch.float64, device=device)
-    centre = coords.to(torch.float64)[..., None]  # (B, N, K, 2, 1)
-    two_var = _two_variance(args, device)
-    profiles = torch.exp(-((pixels - centre) ** 2) / two_var).to(torch.float32)
-    return profiles * drawn[..., None, None], outside
+    radius = (3 * sigma).to(coords.dtype)
+    lengths = (args.size[1], args.size[0])
+    outside = None
+    for axis, length in enumerate(lengths):
+        # mmpose tests the 3-sigma box in the keypoints' precision: left >= L, right < 0.
+        left = coords[..., axis] - radius
+        right = coords[..., axis] + radius + 1
+        missed = (left >= length) | (right < 0)
+        outside = missed if outside is None else outside | missed
+    drawn = _flat(~outside if draw_ok is None else draw_ok & ~outside, shape)
+    two_var = _flat(2 * sigma**2, shape)
+    count = drawn.numel()
+    axes = []
+    for axis, length in enumerate(lengths):
+        pixels = torch.arange(length, dtype=torch.float64, device=device)
+        centres = coords[..., axis].to(torch.float64).reshape(-1)
+
+        def block(rows: slice, pixels=pixels, centres=centres) -> torch.Tensor:
+            values = torch.exp(-((pixels - centres[rows, None]) ** 2) / two_var[rows, None])
+            return values.to(torch.float32) * drawn[rows, None]
+
+        table = _blocked(count, length, block, device)
+        axes.append(_Axis(table, torch.arange(count, device=device).view(shape), False))
+    return axes, outside
 
 
-def profiles_from_args(args: RenderArgs) -> Profiles:
-    """:func:`render_profiles` on already checked arguments."""
-    height, width = args.size
+def _render_axes(args: RenderArgs) -> tuple[list[_Axis], torch.Tensor]:
+    """Both axes (x then y) of a checked batch, and its weights."""
     coords = heatmap_coordinates(args)
     draw_ok = None if args.visibility is None else args.visibility >= 0.5
     method = _dark if args.method == "dark" else _windowed
-    profiles, outside = method(args, coords, draw_ok)
+    axes, outside = method(args, coords, draw_ok)
     if args.visibility is None:
         weights = (~outside).to(torch.float32)
     else:
         weights = torch.where(draw_ok & outside, 0.0, args.visibility)
     if not args.has_instances:
         weights = weights.squeeze(1)
-    return Profiles(rows=profiles[..., 1, :height], cols=profiles[..., 0, :width], weights=weights)
+    return axes, weights
+
+
+def profiles_from_args(args: RenderArgs) -> Profiles:
+    """:func:`render_profiles` on already checked arguments."""
+    (cols, rows), weights = _render_axes(args)
+    return Profiles(rows=rows.profiles(), cols=cols.profiles(), weights=weights)
+
+
+def compact_table(table: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of ``table`` that ``index`` uses, in table order, and ``index`` into those.
+
+    A mark per table row and a running count, no sort: a kernel table has a few dozen rows per
+    sigma, so this costs two passes over the index.
+    """
+    flat = index.reshape(-1)
+    used = torch.zeros(table.shape[0], dtype=torch.bool, device=table.device)
+    used.index_fill_(0, flat, True)
+    position = torch.cumsum(used, 0) - 1
+    return table[used], position.index_select(0, flat).view(index.shape)
+
+
+def profile_table_from_args(args: RenderArgs, compact: bool = True) -> ProfileTable:
+    """The batch's profiles as a :class:`ProfileTable`, on already checked arguments.
+
+    Args:
+        compact: cut shared kernel tables down to the rows the batch uses; without it they are
+            the whole tables, for a caller that cuts them per part of the batch
+            (:func:`compact_table`).
+    """
+    (cols, rows), weights = _render_axes(args)
+    if compact:
+        row_table, row_index = compact_table(rows.table, rows.index) if rows.from_plan \
+            else (rows.table, rows.index)
+        col_table, col_index = compact_table(cols.table, cols.index) if cols.from_plan \
+            else (cols.table, cols.index)
+    else:
+        row_table, row_index, col_table, col_index = rows.table, rows.index, cols.table, cols.index
+    return ProfileTable(row_table, row_index, col_table, col_index, weights)
 
 
 def render_profiles(
@@ -285,3 +355,4 @@ def render_profiles(
         dtype=torch.float32,
     )
     return profiles_from_args(args)
+

@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from heatmap.v1 import heatmap_pb2 as pb
+from heatmap_client.wire import MAX_UNARY_REPLY_BYTES
 
 from . import __version__
 from .auth import BearerTokenInterceptor, read_token
@@ -155,12 +156,13 @@ def parse_config(
 
 
 def _server_options(limits: ServiceLimits) -> list[tuple[str, Any]]:
-    # Replies are chunked, so the send limit only needs a chunk plus the weights (at most half of
-    # the largest request's bytes) and framing.
+    # A streamed reply's chunk holds at most chunk_bytes plus the weights (at most half of the
+    # largest request's bytes) and framing; a unary reply at most MAX_UNARY_REPLY_BYTES and framing.
+    largest_chunk = limits.chunk_bytes + limits.max_request_bytes
     return [
         ("grpc.so_reuseport", 0),
         ("grpc.max_receive_message_length", limits.max_request_bytes),
-        ("grpc.max_send_message_length", limits.chunk_bytes + limits.max_request_bytes + 65536),
+        ("grpc.max_send_message_length", max(largest_chunk, MAX_UNARY_REPLY_BYTES) + 65536),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),

@@ -23,13 +23,14 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from heatmap_client.wire import HeatmapLayout, ProfilesLayout, SimccLayout
+from heatmap_client.wire import HeatmapLayout, ProfilesLayout, ProfileTableLayout, SimccLayout
 from heatmap_render import (
     DTYPES,
     RenderArgs,
     SimccArgs,
     concatenate_render_args,
     heatmaps_from_args,
+    profile_table_from_args,
     profiles_from_args,
     simcc_from_args,
 )
@@ -55,6 +56,29 @@ def _host(tensor: torch.Tensor) -> np.ndarray:
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.view(torch.uint16)  # numpy has no bfloat16: ship the raw bits
     return tensor.cpu().numpy()
+
+
+def _by_job(outputs: list[np.ndarray], weights: np.ndarray, jobs: list[RenderJob]) -> list:
+    """Each job's slice (along B) of the group's host arrays and weights."""
+    parts, offset = [], 0
+    for job in jobs:
+        rows = slice(offset, offset + job.args.batch)
+        offset += job.args.batch
+        parts.append(([array[rows] for array in outputs], weights[rows]))
+    return parts
+
+
+def _job_table(table: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One job's profiles: the rows of the group's ``table`` its ``index`` uses (in table order),
+    and its index into them, uint32 as the wire has it. A mark per row and a running count: a
+    kernel table has a few dozen rows per sigma (numpy, on the host: for arrays this small its
+    calls cost a fraction of torch's)."""
+    if table.shape[0] == index.size:
+        return table, index.astype(np.uint32)  # one row per profile already: nothing to cut
+    used = np.zeros(table.shape[0], dtype=bool)
+    used[index.reshape(-1)] = True
+    position = np.cumsum(used, dtype=np.uint32) - 1
+    return table[used], position[index]
 
 
 def _release_all(lease: Lease, users: int) -> None:
@@ -117,11 +141,13 @@ class DeviceRenderer:
         self.device = device
         self.pool = pool
         self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-        # How each reply layout's family renders: (args, first job, users, between_pieces) ->
-        # (host arrays in the layout's payload order, host weights, the buffers' lease or None).
+        # How each reply layout's family renders: (args, jobs, between_pieces) -> (per job, its
+        # host arrays in the layout's payload order and its host weights; the buffers' lease or
+        # None).
         self._families = {
             HeatmapLayout: self._dense_arrays,
             ProfilesLayout: self._profiles,
+            ProfileTableLayout: self._profile_table,
             SimccLayout: self._simcc,
         }
 
@@ -138,52 +164,61 @@ class DeviceRenderer:
             torch.OutOfMemoryError: when even one sample at a time does not fit.
         """
         started = time.perf_counter()
-        first = jobs[0]
         args = self._joined_args(jobs)
-        family = self._families[type(first.layout)]
-        outputs, weights_host, lease = family(
-            args, first, len(jobs), between_pieces or (lambda: None)
-        )
+        family = self._families[type(jobs[0].layout)]
+        parts, lease = family(args, jobs, between_pieces or (lambda: None))
         render_us = int((time.perf_counter() - started) * 1e6)
-        results, offset = [], 0
-        for job in jobs:
-            rows = slice(offset, offset + job.args.batch)
-            offset += job.args.batch
-            results.append(
-                Rendered(
-                    arrays=[array[rows] for array in outputs],
-                    weights=weights_host[rows],
-                    queue_us=int((started - job.arrived) * 1e6),
-                    render_us=render_us,
-                    coalesced_requests=len(jobs),
-                    lease=lease,
-                )
+        return [
+            Rendered(
+                arrays=arrays,
+                weights=weights,
+                queue_us=int((started - job.arrived) * 1e6),
+                render_us=render_us,
+                coalesced_requests=len(jobs),
+                lease=lease,
             )
-        return results
+            for job, (arrays, weights) in zip(jobs, parts)
+        ]
 
     def _joined_args(self, jobs: list[RenderJob]) -> RenderArgs | SimccArgs:
         """The jobs' samples in one batch on the device: every per-sample field (keypoints,
         visibility, per-element sigmas) concatenated along B."""
         return concatenate_render_args([job.args for job in jobs]).to(self.device)
 
-    def _profiles(self, args: RenderArgs, job: RenderJob, users: int, between_pieces):
+    def _profiles(self, args: RenderArgs, jobs: list[RenderJob], between_pieces):
         """Rows then cols, float32, and the weights: nothing dense is rendered."""
         profiles = profiles_from_args(args)
-        outputs = [_host(profiles.rows.contiguous()), _host(profiles.cols.contiguous())]
-        return outputs, _host(profiles.weights), None
+        outputs = [_host(profiles.rows), _host(profiles.cols)]
+        return _by_job(outputs, _host(profiles.weights), jobs), None
 
-    def _simcc(self, args: SimccArgs, job: RenderJob, users: int, between_pieces):
+    def _profile_table(self, args: RenderArgs, jobs: list[RenderJob], between_pieces):
+        """Each job's distinct profiles and its index into them, and the weights."""
+        table = profile_table_from_args(args, compact=False)  # cut per job below, on the host
+        tables = [_host(table.row_table), _host(table.col_table)]
+        indices = [_host(table.row_index), _host(table.col_index)]
+        weights = _host(table.weights)
+        parts, offset = [], 0
+        for job in jobs:
+            rows = slice(offset, offset + job.args.batch)
+            offset += job.args.batch
+            (row_table, row_index), (col_table, col_index) = (
+                _job_table(values, index[rows]) for values, index in zip(tables, indices))
+            parts.append(([row_table, col_table, row_index, col_index], weights[rows]))
+        return parts, None
+
+    def _simcc(self, args: SimccArgs, jobs: list[RenderJob], between_pieces):
         """The x and y labels in the wire dtype on the host, and the weights."""
         labels = simcc_from_args(args)
-        outputs = [_host(self._labels_to_wire(labels.x_labels, job)),
-                   _host(self._labels_to_wire(labels.y_labels, job))]
-        return outputs, _host(labels.weights), None
+        outputs = [_host(self._labels_to_wire(labels.x_labels, jobs[0])),
+                   _host(self._labels_to_wire(labels.y_labels, jobs[0]))]
+        return _by_job(outputs, _host(labels.weights), jobs), None
 
-    def _dense_arrays(self, args: RenderArgs, job: RenderJob, users: int, between_pieces):
-        """The dense tensor in a pooled host buffer shared by ``users``, and the weights."""
-        host, lease, weights = self._dense(args, job, users, between_pieces)
+    def _dense_arrays(self, args: RenderArgs, jobs: list[RenderJob], between_pieces):
+        """The dense tensor in a pooled host buffer shared by the jobs, and the weights."""
+        users = len(jobs)
+        host, lease, weights = self._dense(args, jobs[0], users, between_pieces)
         try:
-            return [_host(host)], _host(weights), lease
+            return _by_job([_host(host)], _host(weights), jobs), lease
         except BaseException:
             _release_all(lease, users)
             raise

@@ -33,6 +33,10 @@ class EncodedPayload(NamedTuple):
     pieces: list[memoryview]
     crc32: int | None
 
+    @property
+    def nbytes(self) -> int:
+        return sum(len(piece) for piece in self.pieces)
+
 
 def _cut(payload: bytes | memoryview, chunk_bytes: int) -> list[memoryview]:
     view = memoryview(payload)

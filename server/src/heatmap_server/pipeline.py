@@ -2,8 +2,13 @@
 
 Everything a reply needs comes from its :class:`RenderJob` (request id, reply layout, arrival), so
 no request message is kept beside it. A reply reserves the bytes its layout holds from the server's
-:class:`~heatmap_server.budget.ByteBudget` before it is queued for the device, and holds them until
+:class:`~heatmap_server.budget.ByteBudget` before it is rendered, and holds them until
 :meth:`OutgoingReply.close` (after gRPC took its last chunk, or when its caller went away).
+
+The work in most requests is small, so the machinery around it must be smaller: light work is
+rendered on the event loop's own thread when nothing waits for the device (the batcher decides,
+:meth:`Batcher.render_inline`), and a small payload is compressed there too. Only heavy work pays
+the hand-offs to the device thread and the encoder pool, which let it run beside everything else.
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ from .errors import RequestError
 from .jobs import Rendered, RenderJob
 from .metrics import Metrics
 
-__all__ = ["OutgoingReply", "Pipeline"]
+__all__ = ["INLINE_ENCODE_BYTES", "OutgoingReply", "Pipeline"]
+
+# Payloads this small (decoded bytes) are compressed on the event loop's thread: a hand-off to the
+# encoder pool and back costs more than zstd takes for them (~0.1 ms for 256 KiB of profiles).
+INLINE_ENCODE_BYTES = 256 << 10
 
 
 class OutgoingReply:
@@ -53,6 +62,11 @@ class OutgoingReply:
         return reply_chunks(
             self.request_id, self.header, self._payload.pieces, self._weights, self._timings
         )
+
+    def message(self) -> pb.RenderChunk:
+        """The whole reply as one message (a reply made with ``whole=True``)."""
+        (chunk,) = self.chunks()
+        return chunk
 
     def close(self) -> None:
         holds, self._holds = self._holds, []
@@ -92,6 +106,9 @@ class Pipeline:
         return self._budget.limit
 
     async def _render(self, job: RenderJob) -> Rendered:
+        rendered = self._batcher.render_inline(job)
+        if rendered is not None:
+            return rendered
         metrics = self._metrics
         metrics.queue_depth.inc()
         try:
@@ -109,14 +126,21 @@ class Pipeline:
         finally:
             metrics.queue_depth.dec()
 
-    async def _encode(self, job: RenderJob, rendered: Rendered, grant: Grant) -> EncodedPayload:
+    async def _encode(
+        self, job: RenderJob, rendered: Rendered, grant: Grant, chunk_bytes: int
+    ) -> EncodedPayload:
         """The payload's pieces. Codec ``none`` views the rendered buffer, which stays leased
         until the reply closes; a compressed payload frees it and shrinks ``grant`` to itself."""
         if not job.codec.checksummed:
-            return encode_payload(job.codec, rendered.arrays, self._chunk_bytes)
+            return encode_payload(job.codec, rendered.arrays, chunk_bytes)
+        if sum(array.nbytes for array in rendered.arrays) <= INLINE_ENCODE_BYTES:
+            payload = encode_payload(job.codec, rendered.arrays, chunk_bytes)
+            rendered.release()
+            grant.resize(payload.nbytes)
+            return payload
         work = asyncio.ensure_future(
             encode_reply(
-                job.codec, rendered.arrays, self._chunk_bytes, self._encoders, self._encode_workers
+                job.codec, rendered.arrays, chunk_bytes, self._encoders, self._encode_workers
             )
         )
         try:
@@ -126,23 +150,27 @@ class Pipeline:
             work.add_done_callback(lambda _: rendered.release())
             raise
         rendered.release()
-        grant.resize(sum(len(piece) for piece in payload.pieces))
+        grant.resize(payload.nbytes)
         return payload
 
-    async def make(self, job: RenderJob) -> OutgoingReply:
-        """The reply, rendered and encoded; its chunks are made as they are taken.
+    async def make(self, job: RenderJob, whole: bool = False) -> OutgoingReply:
+        """The reply, rendered and encoded; its chunks are made as they are taken (one chunk,
+        the whole reply, with ``whole``: only for a layout that fits one message).
 
         Raises:
             RequestError: RESOURCE_EXHAUSTED (reply budget, queue full, device memory),
                 UNAVAILABLE (closing).
         """
-        metrics = self._metrics
-        grant = await self._budget.acquire(job.layout.held_bytes, self._budget_wait_s)
+        metrics, layout = self._metrics, job.layout
+        grant = await self._budget.acquire(layout.held_bytes, self._budget_wait_s)
         try:
             rendered = await self._render(job)
+            described = layout.payload_header(rendered.arrays)
+            decoded_bytes = sum(array.nbytes for array in rendered.arrays)
             started = time.perf_counter()
             try:
-                payload = await self._encode(job, rendered, grant)
+                chunk_bytes = job.layout.max_payload + 1 if whole else self._chunk_bytes
+                payload = await self._encode(job, rendered, grant, chunk_bytes)
             except BaseException:
                 if job.codec.checksummed:
                     raise  # _encode gives the buffer back
@@ -152,15 +180,14 @@ class Pipeline:
             grant.release()
             raise
         encoded = time.perf_counter()
-        payload_bytes = sum(len(piece) for piece in payload.pieces)
-        layout = job.layout
+        payload_bytes = payload.nbytes
         header = pb.TensorHeader(
-            **layout.header_shapes(),
+            **described,
             target=TARGETS.proto(layout.target),
             dtype=job.wire.proto,
             codec=job.codec.proto,
             payload_bytes=payload_bytes,
-            decoded_bytes=layout.decoded_bytes,
+            decoded_bytes=decoded_bytes,
             instances=layout.instances,
             payload_crc32=payload.crc32,
         )

@@ -25,6 +25,7 @@ from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 from heatmap_client.wire import (
     CODECS,
     COORDINATE_SPACES,
+    MAX_UNARY_REPLY_BYTES,
     METHODS,
     SMOOTHINGS,
     TARGETS,
@@ -216,6 +217,27 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                 reply.close()
             await watch.end_if_cut(outcome)
 
+    async def RenderUnary(
+        self, request: pb.RenderRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RenderChunk:
+        async with self._observe("RenderUnary", context) as outcome:
+            try:
+                job = job_from_request(request, self._limits, time.perf_counter())
+                if not job.layout.fits_one_message:
+                    raise RequestError(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED, "keypoints",
+                        f"a reply of up to {job.layout.max_payload + job.layout.weights_bytes} "
+                        f"bytes does not fit one message ({MAX_UNARY_REPLY_BYTES}); call Render, "
+                        "which streams it",
+                    )
+                reply = await self._pipeline.make(job, whole=True)
+            except RequestError as error:
+                await self._refuse(context, outcome, error)
+                return pb.RenderChunk()  # not sent: the abort above ended the call
+            # The budget holds the reply until gRPC is done sending it (or the call ends).
+            context.add_done_callback(lambda _: reply.close())
+            return reply.message()
+
     async def RenderStream(
         self, request_iterator: AsyncIterator[pb.RenderRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RenderChunk]:
@@ -315,6 +337,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                 max_work_elements=limits.max_work_elements,
                 reply_budget_bytes=self._pipeline.budget_bytes,
                 stream_window_bytes=self._stream_window_bytes,
+                max_unary_reply_bytes=MAX_UNARY_REPLY_BYTES,
             ),
             targets=TARGETS.protos,
             smoothings=SMOOTHINGS.protos,
@@ -330,6 +353,10 @@ def add_to_server(service: HeatmapRendererService, server: grpc.aio.Server) -> N
     handlers = {
         "Render": grpc.unary_stream_rpc_method_handler(
             service.Render, request_deserializer=parser(pb.RenderRequest),
+            response_serializer=chunk,
+        ),
+        "RenderUnary": grpc.unary_unary_rpc_method_handler(
+            service.RenderUnary, request_deserializer=parser(pb.RenderRequest),
             response_serializer=chunk,
         ),
         "RenderStream": grpc.stream_stream_rpc_method_handler(

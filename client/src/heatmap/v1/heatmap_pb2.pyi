@@ -138,6 +138,15 @@ class _CodecEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumType
     heatmap[b, k, y, x] = max over n of rows[b, n, k, y] * cols[b, n, k, x], computed in float32
     and then converted to `dtype` as above. Exact; much smaller than dense for small sigma.
     """
+    CODEC_PROFILE_TABLE: _Codec.ValueType  # 4
+    """The same profiles as a table of the distinct ones and an index per profile, in one zstd
+    frame: row_table[R, H] float32, then col_table[C, W] float32, then row_index[B, N, K] and
+    col_index[B, N, K] uint32, all little-endian (R and C are TensorHeader.table_rows and
+    table_cols, each at most B * N * K). rows[b, n, k] = row_table[row_index[b, n, k]], cols
+    likewise, and the heatmap as for CODEC_SEPARABLE. Exact. The windowed methods (SEED, MSRA) draw
+    every profile from a kernel table, so a batch has a few dozen distinct ones per axis whatever
+    its size: the server renders and compresses tens of KB where SEPARABLE has megabytes.
+    """
 
 class Codec(_Codec, metaclass=_CodecEnumTypeWrapper):
     """How the payload bytes encode the tensor. UNSPECIFIED means ZSTD."""
@@ -155,6 +164,15 @@ CODEC_SEPARABLE: Codec.ValueType  # 3
 cols[B, N, K, W] (N = TensorHeader.instances). The heatmap is
 heatmap[b, k, y, x] = max over n of rows[b, n, k, y] * cols[b, n, k, x], computed in float32
 and then converted to `dtype` as above. Exact; much smaller than dense for small sigma.
+"""
+CODEC_PROFILE_TABLE: Codec.ValueType  # 4
+"""The same profiles as a table of the distinct ones and an index per profile, in one zstd
+frame: row_table[R, H] float32, then col_table[C, W] float32, then row_index[B, N, K] and
+col_index[B, N, K] uint32, all little-endian (R and C are TensorHeader.table_rows and
+table_cols, each at most B * N * K). rows[b, n, k] = row_table[row_index[b, n, k]], cols
+likewise, and the heatmap as for CODEC_SEPARABLE. Exact. The windowed methods (SEED, MSRA) draw
+every profile from a kernel table, so a batch has a few dozen distinct ones per axis whatever
+its size: the server renders and compresses tens of KB where SEPARABLE has megabytes.
 """
 global___Codec = Codec
 
@@ -399,12 +417,16 @@ class TensorHeader(google.protobuf.message.Message):
     PAYLOAD_CRC32_FIELD_NUMBER: builtins.int
     TARGET_FIELD_NUMBER: builtins.int
     Y_LABELS_SHAPE_FIELD_NUMBER: builtins.int
+    TABLE_ROWS_FIELD_NUMBER: builtins.int
+    TABLE_COLS_FIELD_NUMBER: builtins.int
     dtype: global___DType.ValueType
     codec: global___Codec.ValueType
     payload_bytes: builtins.int
     """Total payload bytes over all chunks of this reply."""
     decoded_bytes: builtins.int
-    """Bytes once decoded: the dense tensor for ZSTD/NONE, the float32 profiles for SEPARABLE."""
+    """Bytes once decoded: the dense tensor for ZSTD/NONE, the float32 profiles for SEPARABLE, the
+    tables and indices for PROFILE_TABLE.
+    """
     instances: builtins.int
     """N, the instances per sample (1 for [B, K, 2] keypoints); SEPARABLE profiles have it."""
     payload_crc32: builtins.int
@@ -417,6 +439,9 @@ class TensorHeader(google.protobuf.message.Message):
     """
     target: global___Target.ValueType
     """What the payload holds; UNSPECIFIED means HEATMAP."""
+    table_rows: builtins.int
+    """CODEC_PROFILE_TABLE: R and C, the distinct row and column profiles in the payload."""
+    table_cols: builtins.int
     @property
     def shape(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]:
         """The decoded heatmaps' shape: [B, K, H, W]; for TARGET_SIMCC the x labels' shape."""
@@ -437,9 +462,11 @@ class TensorHeader(google.protobuf.message.Message):
         payload_crc32: builtins.int | None = ...,
         target: global___Target.ValueType = ...,
         y_labels_shape: collections.abc.Iterable[builtins.int] | None = ...,
+        table_rows: builtins.int = ...,
+        table_cols: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_payload_crc32", b"_payload_crc32", "payload_crc32", b"payload_crc32"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_payload_crc32", b"_payload_crc32", "codec", b"codec", "decoded_bytes", b"decoded_bytes", "dtype", b"dtype", "instances", b"instances", "payload_bytes", b"payload_bytes", "payload_crc32", b"payload_crc32", "shape", b"shape", "target", b"target", "y_labels_shape", b"y_labels_shape"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_payload_crc32", b"_payload_crc32", "codec", b"codec", "decoded_bytes", b"decoded_bytes", "dtype", b"dtype", "instances", b"instances", "payload_bytes", b"payload_bytes", "payload_crc32", b"payload_crc32", "shape", b"shape", "table_cols", b"table_cols", "table_rows", b"table_rows", "target", b"target", "y_labels_shape", b"y_labels_shape"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_payload_crc32", b"_payload_crc32"]) -> typing.Literal["payload_crc32"] | None: ...
 
 global___TensorHeader = TensorHeader
@@ -545,6 +572,7 @@ class Limits(google.protobuf.message.Message):
     MAX_WORK_ELEMENTS_FIELD_NUMBER: builtins.int
     REPLY_BUDGET_BYTES_FIELD_NUMBER: builtins.int
     STREAM_WINDOW_BYTES_FIELD_NUMBER: builtins.int
+    MAX_UNARY_REPLY_BYTES_FIELD_NUMBER: builtins.int
     max_output_elements: builtins.int
     """Largest B * K * H * W a request may ask for (RESOURCE_EXHAUSTED beyond); for TARGET_SIMCC,
     largest B * N * K * (Wx + Hy).
@@ -565,6 +593,8 @@ class Limits(google.protobuf.message.Message):
     """
     stream_window_bytes: builtins.int
     """Reply bytes one RenderStream renders ahead of its reader (one reply always goes)."""
+    max_unary_reply_bytes: builtins.int
+    """The largest reply RenderUnary takes: payload bound plus weights (see RenderUnary)."""
     def __init__(
         self,
         *,
@@ -576,8 +606,9 @@ class Limits(google.protobuf.message.Message):
         max_work_elements: builtins.int = ...,
         reply_budget_bytes: builtins.int = ...,
         stream_window_bytes: builtins.int = ...,
+        max_unary_reply_bytes: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["chunk_bytes", b"chunk_bytes", "max_instances", b"max_instances", "max_output_elements", b"max_output_elements", "max_request_bytes", b"max_request_bytes", "max_side", b"max_side", "max_work_elements", b"max_work_elements", "reply_budget_bytes", b"reply_budget_bytes", "stream_window_bytes", b"stream_window_bytes"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["chunk_bytes", b"chunk_bytes", "max_instances", b"max_instances", "max_output_elements", b"max_output_elements", "max_request_bytes", b"max_request_bytes", "max_side", b"max_side", "max_unary_reply_bytes", b"max_unary_reply_bytes", "max_work_elements", b"max_work_elements", "reply_budget_bytes", b"reply_budget_bytes", "stream_window_bytes", b"stream_window_bytes"]) -> None: ...
 
 global___Limits = Limits
 

@@ -45,6 +45,11 @@ class HeatmapRendererStub(object):
                 request_serializer=heatmap_dot_v1_dot_heatmap__pb2.RenderRequest.SerializeToString,
                 response_deserializer=heatmap_dot_v1_dot_heatmap__pb2.RenderChunk.FromString,
                 _registered_method=True)
+        self.RenderUnary = channel.unary_unary(
+                '/heatmap.v1.HeatmapRenderer/RenderUnary',
+                request_serializer=heatmap_dot_v1_dot_heatmap__pb2.RenderRequest.SerializeToString,
+                response_deserializer=heatmap_dot_v1_dot_heatmap__pb2.RenderChunk.FromString,
+                _registered_method=True)
         self.RenderStream = channel.stream_stream(
                 '/heatmap.v1.HeatmapRenderer/RenderStream',
                 request_serializer=heatmap_dot_v1_dot_heatmap__pb2.RenderRequest.SerializeToString,
@@ -62,7 +67,20 @@ class HeatmapRendererServicer(object):
     """
 
     def Render(self, request, context):
-        """One batch; the tensor comes back as a stream of chunks (see RenderChunk).
+        """One batch; the tensor comes back as a stream of chunks (see RenderChunk). Any reply size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenderUnary(self, request, context):
+        """One batch whose reply always fits one message: the reply is a single RenderChunk (header,
+        the whole payload, weights, timings, last = true). The cheapest call, and what most replies
+        of real targets (profiles, compressed sparse heatmaps) take. A reply fits when its bound, the
+        most payload it can carry (the decoded tensor's bytes for CODEC_NONE; for the compressed
+        codecs those bytes plus 1/128 and 64 KiB), plus its float32 weights, is at most
+        Limits.max_unary_reply_bytes; a request whose reply could be larger is refused with
+        RESOURCE_EXHAUSTED before anything is rendered: call Render, which streams it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +107,11 @@ def add_HeatmapRendererServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Render': grpc.unary_stream_rpc_method_handler(
                     servicer.Render,
+                    request_deserializer=heatmap_dot_v1_dot_heatmap__pb2.RenderRequest.FromString,
+                    response_serializer=heatmap_dot_v1_dot_heatmap__pb2.RenderChunk.SerializeToString,
+            ),
+            'RenderUnary': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenderUnary,
                     request_deserializer=heatmap_dot_v1_dot_heatmap__pb2.RenderRequest.FromString,
                     response_serializer=heatmap_dot_v1_dot_heatmap__pb2.RenderChunk.SerializeToString,
             ),
@@ -128,6 +151,33 @@ class HeatmapRenderer(object):
             request,
             target,
             '/heatmap.v1.HeatmapRenderer/Render',
+            heatmap_dot_v1_dot_heatmap__pb2.RenderRequest.SerializeToString,
+            heatmap_dot_v1_dot_heatmap__pb2.RenderChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderUnary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/heatmap.v1.HeatmapRenderer/RenderUnary',
             heatmap_dot_v1_dot_heatmap__pb2.RenderRequest.SerializeToString,
             heatmap_dot_v1_dot_heatmap__pb2.RenderChunk.FromString,
             options,

@@ -46,7 +46,7 @@ from heatmap_client.options import SimccOptions
 
 from .._render_api import KeywordRenderer, RenderCalls
 from .local import LocalRenderer
-from .separable import SeparableHeatmaps
+from .separable import SeparableHeatmaps, packed_size
 
 __all__ = ["HeatmapCollate"]
 
@@ -260,9 +260,17 @@ class HeatmapCollate:
         result = self.client.render_profiles_with(
             self.options, keypoints, visibility=visibility, timeout=self.timeout
         )
-        heatmaps = SeparableHeatmaps(torch.as_tensor(result.rows), torch.as_tensor(result.cols),
-                                     dtype=self.options.dtype)
-        return heatmaps, torch.as_tensor(result.weights)
+        row_table, col_table, row_index, col_index = (torch.as_tensor(part)
+                                                      for part in result.tables)
+        weights = torch.as_tensor(result.weights)
+        # The targets and their weights in one storage: a batch pays per storage it moves
+        # between processes (a shared-memory segment and a file descriptor each way).
+        size = packed_size(tuple(row_index.shape), (row_table.shape[1], col_table.shape[1]),
+                           row_table.shape[0], col_table.shape[0])
+        flat = torch.empty(size + weights.numel(), dtype=torch.float32)
+        heatmaps = SeparableHeatmaps.from_table(row_table, row_index, col_table, col_index,
+                                                dtype=self.options.dtype, out=flat[:size])
+        return heatmaps, flat[size:].view(weights.shape).copy_(weights)
 
     def _render_simcc(
         self, keypoints: np.ndarray, visibility: np.ndarray | None

@@ -31,18 +31,27 @@ class LocalResult:
 
     Attributes:
         heatmaps: ``(B, K, H, W)`` (a :meth:`LocalRenderer.render` result), else None.
-        rows: ``(B, N, K, H)`` float32 (a :meth:`LocalRenderer.render_profiles` result), else None.
-        cols: ``(B, N, K, W)`` float32, likewise.
+        tables: ``(row_table, col_table, row_index, col_index)``: the profiles of a
+            :meth:`LocalRenderer.render_profiles` result as distinct ones and an index each (see
+            ``heatmap_render.ProfileTable``), else None; ``rows`` ``(B, N, K, H)`` and ``cols``
+            ``(B, N, K, W)`` gather them.
         x_labels, y_labels: SimCC labels (a :meth:`LocalRenderer.render_simcc` result), else None.
         weights: float32 ``(B, K)`` or ``(B, N, K)``.
     """
 
     weights: torch.Tensor
     heatmaps: torch.Tensor | None = None
-    rows: torch.Tensor | None = None
-    cols: torch.Tensor | None = None
+    tables: tuple[torch.Tensor, ...] | None = None
     x_labels: torch.Tensor | None = None
     y_labels: torch.Tensor | None = None
+
+    @property
+    def rows(self) -> torch.Tensor | None:
+        return None if self.tables is None else _gather(self.tables[0], self.tables[2])
+
+    @property
+    def cols(self) -> torch.Tensor | None:
+        return None if self.tables is None else _gather(self.tables[1], self.tables[3])
 
     def to_torch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(heatmaps, weights)``, as ``RenderResult.to_torch`` gives them."""
@@ -83,12 +92,14 @@ class LocalRenderer(RenderCalls[LocalResult, LocalResult, LocalResult]):
                              visibility: Any = None, sigma: Any = None,
                              timeout: float | None = None) -> LocalResult:
         del timeout
-        profiles = heatmap_render.render_profiles(
-            keypoints, options.size, _sigma(options, sigma),
-            method=options.method, coords=options.coords, input_size=options.input_size,
-            visibility=visibility,
+        args = heatmap_render.check_render_args(
+            keypoints, options.size, _sigma(options, sigma), method=options.method,
+            coords=options.coords, input_size=options.input_size, visibility=visibility,
+            dtype=torch.float32,
         )
-        return LocalResult(weights=profiles.weights, rows=profiles.rows, cols=profiles.cols)
+        table = heatmap_render.profile_table_from_args(args)
+        return LocalResult(weights=table.weights, tables=(table.row_table, table.col_table,
+                                                          table.row_index, table.col_index))
 
     def render_simcc_with(self, options: SimccOptions, keypoints: Any, *,
                           visibility: Any = None, timeout: float | None = None) -> LocalResult:
@@ -105,6 +116,10 @@ class LocalRenderer(RenderCalls[LocalResult, LocalResult, LocalResult]):
         return LocalResult(
             weights=labels.weights, x_labels=labels.x_labels, y_labels=labels.y_labels
         )
+
+
+def _gather(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[1])
 
 
 def _sigma(options: RenderOptions, per_batch: Any) -> Any:

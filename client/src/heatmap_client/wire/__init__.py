@@ -17,8 +17,10 @@ from .codecs import CODECS, Codec, CodecError, codec_by_name, payload_crc32, reb
 from .dtypes import WIRE_DTYPES, WireDType, dequantize, dtype_by_name, quantize
 from .framing import FramingError, ReceivedReply, ReplyReader, reply_chunks
 from .layouts import (
+    MAX_UNARY_REPLY_BYTES,
     HeatmapLayout,
     ProfilesLayout,
+    ProfileTableLayout,
     ReplyLayout,
     SimccLayout,
     compressed_bound,
@@ -27,6 +29,7 @@ from .layouts import (
 from .tensors import (
     FLOAT32_LE,
     FLOAT64_LE,
+    UINT32_LE,
     array_from_double_tensor,
     array_from_tensor,
     double_tensor_from_array,
@@ -60,7 +63,9 @@ __all__ = [
     "FLOAT64_LE",
     "FramingError",
     "HeatmapLayout",
+    "MAX_UNARY_REPLY_BYTES",
     "METHODS",
+    "ProfileTableLayout",
     "ProfilesLayout",
     "ReceivedReply",
     "ReplyLayout",
@@ -68,6 +73,7 @@ __all__ = [
     "SMOOTHINGS",
     "SimccLayout",
     "TARGETS",
+    "UINT32_LE",
     "WIRE_DTYPES",
     "WireDType",
     "array_from_double_tensor",

@@ -8,6 +8,8 @@ preallocated arrays of the same shapes, so the receiver never allocates a second
 - ``none``: the arrays' bytes as they are.
 - ``separable``: ``zstd`` packing of the two float32 profile arrays ``rows (B, N, K, H)`` and
   ``cols (B, N, K, W)`` instead of the dense tensor; :func:`rebuild_dense` multiplies them out.
+- ``profile_table``: ``zstd`` packing of the distinct profiles and an index per profile (four
+  arrays: ``row_table``, ``col_table``, ``row_index``, ``col_index``; see ``layouts.py``).
 
 The compressed codecs are ``checksummed``: the header carries the CRC-32 of the payload, checked
 before decoding. That replaces zstd's own frame checksum, an XXH64 of the decoded bytes, which
@@ -33,6 +35,7 @@ __all__ = [
     "Codec",
     "CodecError",
     "codec_by_name",
+    "gather_rows",
     "payload_crc32",
     "rebuild_dense",
 ]
@@ -129,7 +132,16 @@ class _PieceReader:
         return next(self._pieces, b"")
 
 
+# Payloads decoding to at most this many bytes, in one piece, decode in one call and one copy per
+# array (a stream reader's set-up costs more than the copies at this size).
+_ONE_SHOT_BYTES = 1 << 20
+
+
 def _decode_zstd(pieces: Iterable[bytes], outs: Sequence[np.ndarray]) -> None:
+    if isinstance(pieces, list) and len(pieces) == 1:
+        total = sum(out.nbytes for out in outs)
+        if total <= _ONE_SHOT_BYTES and _decode_one_shot(pieces[0], outs, total):
+            return
     reader = _decompressor().stream_reader(_PieceReader(pieces), read_across_frames=True)
     try:
         for out in outs:
@@ -146,6 +158,26 @@ def _decode_zstd(pieces: Iterable[bytes], outs: Sequence[np.ndarray]) -> None:
         raise CodecError(f"payload: corrupt zstd frame ({error})") from None
     finally:
         reader.close()
+
+
+def _decode_one_shot(piece: bytes, outs: Sequence[np.ndarray], total: int) -> bool:
+    """One zstd frame that says it holds exactly ``total`` bytes, into ``outs``; False (nothing
+    written) for anything else, which the stream reader then decodes or refuses."""
+    try:
+        if zstandard.frame_content_size(piece) != total:
+            return False
+        data = _decompressor().decompress(piece, max_output_size=total)
+    except zstandard.ZstdError:
+        return False
+    if len(data) != total:
+        return False
+    start = 0
+    for out in outs:
+        if out.size:  # an empty array's view is b"", read-only
+            view = _byte_view(out)
+            view[:] = data[start: start + view.nbytes]
+            start += view.nbytes
+    return True
 
 
 @dataclass(frozen=True)
@@ -169,6 +201,8 @@ _CODECS = (
     # Raw bytes are as large as the tensor: a CRC would cost more than TCP and TLS already check.
     Codec("none", _encode_raw, _decode_raw),
     Codec("separable", _encode_zstd, _decode_zstd, separable=True, checksummed=True),
+    # The profiles' distinct rows and an index per profile (see layouts.ProfileTableLayout).
+    Codec("profile_table", _encode_zstd, _decode_zstd, separable=True, checksummed=True),
 )
 # By proto value, UNSPECIFIED (0) included.
 CODECS: dict[int, Codec] = {0: next(c for c in _CODECS if c.name == CODEC_NAMES.default)}
@@ -209,4 +243,19 @@ def rebuild_dense(rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = N
         for instance in range(1, instances):
             np.einsum("bky,bkx->bkyx", rows[:, instance], cols[:, instance], out=scratch)
             np.maximum(out, scratch, out=out)
+    return out
+
+
+def gather_rows(table: np.ndarray, index: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``table[index]``: the profiles ``(*index.shape, L)`` of a profile table ``(R, L)``.
+
+    Raises:
+        CodecError: for an index past the table (damage, never a wrong row).
+    """
+    if out is None:
+        out = np.empty((*index.shape, table.shape[1]), dtype=table.dtype)
+    if index.size and int(index.max()) >= table.shape[0]:
+        raise CodecError("payload: a profile index past its table")
+    # Checked above, so "clip" clips nothing; "raise" would buffer a copy of the output.
+    np.take(table, index.reshape(-1), axis=0, out=out.reshape(-1, table.shape[1]), mode="clip")
     return out

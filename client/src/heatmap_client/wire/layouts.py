@@ -9,6 +9,8 @@ disagree about a reply's size. There is one layout per target and codec family:
   ``none``);
 - :class:`ProfilesLayout`: their float32 profiles ``rows (B, N, K, H)`` then ``cols (B, N, K, W)``
   (codec ``separable``);
+- :class:`ProfileTableLayout`: the same profiles as tables of the distinct ones and an index per
+  profile (codec ``profile_table``), whose sizes the reply's header gives;
 - :class:`SimccLayout`: SimCC's x labels ``(B, [N,] K, Wx)`` then y labels ``(B, [N,] K, Hy)``.
 
 A new codec or target is one class here (and its entry in :func:`layout_of`).
@@ -16,6 +18,7 @@ A new codec or target is one class here (and its entry in :func:`layout_of`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -26,17 +29,29 @@ from heatmap.v1 import heatmap_pb2 as pb
 
 from .codecs import CODECS, Codec
 from .dtypes import WIRE_DTYPES, WireDType
-from .tensors import FLOAT32_LE
+from .tensors import FLOAT32_LE, UINT32_LE
 from .vocabulary import TARGETS, ArgumentError
 
 __all__ = [
+    "MAX_UNARY_REPLY_BYTES",
     "HeatmapLayout",
+    "ProfileTableLayout",
     "ProfilesLayout",
     "ReplyLayout",
     "SimccLayout",
     "compressed_bound",
     "layout_of",
 ]
+
+
+# The largest reply that travels as one message (RenderUnary): its payload bound plus its weights.
+# Profiles and the compressed sparse heatmaps of real batches fit (a few KB to ~1 MB; the bound of
+# a B=32, K=17, 64x48 dense float32 tensor is 6.8 MB); larger replies stream in chunks, so that a
+# reader that stalls holds one chunk, not the reply.
+MAX_UNARY_REPLY_BYTES = 8 << 20
+
+# What a reply message holds beside its payload and weights (header, timings, field tags), at most.
+MESSAGE_FRAMING_BYTES = 4 << 10
 
 
 def compressed_bound(decoded_bytes: int) -> int:
@@ -78,18 +93,32 @@ class ReplyLayout:
         """K, the keypoints per instance."""
         return self.lead[-1]
 
-    @property
+    @functools.cached_property
     def points(self) -> int:
         """B * N * K, every keypoint of every instance."""
         return math.prod(self.lead)
 
-    def arrays(self) -> list[tuple[tuple[int, ...], np.dtype]]:
-        """The arrays the payload decodes to, in payload order: ``(shape, dtype)`` each."""
+    def arrays(self, header: pb.TensorHeader | None = None) -> list[tuple[tuple[int, ...],
+                                                                           np.dtype]]:
+        """The arrays the payload decodes to, in payload order: ``(shape, dtype)`` each (where
+        they depend on the data, as the reply's ``header`` says, or at their largest)."""
         raise NotImplementedError
 
     def header_shapes(self) -> dict:
         """The header's shape fields (``shape``, and ``y_labels_shape`` for SimCC)."""
         raise NotImplementedError
+
+    def payload_header(self, arrays: list[np.ndarray]) -> dict:
+        """The header fields that describe these payload arrays (the server's side)."""
+        return self.header_shapes()
+
+    def decoded_bytes_for(self, header: pb.TensorHeader) -> int:
+        """The bytes the payload a reply's ``header`` describes decodes to.
+
+        Raises:
+            ValueError: when the header describes more than this request can need.
+        """
+        return self.decoded_bytes
 
     @property
     def work(self) -> int:
@@ -101,9 +130,9 @@ class ReplyLayout:
         """The elements ``--max-output-elements`` bounds: the largest array the render holds."""
         raise NotImplementedError
 
-    @property
+    @functools.cached_property
     def decoded_bytes(self) -> int:
-        """The payload's bytes once decoded."""
+        """The payload's bytes once decoded (at most, where the header gives the sizes)."""
         return sum(math.prod(shape) * dtype.itemsize for shape, dtype in self.arrays())
 
     @property
@@ -116,11 +145,21 @@ class ReplyLayout:
         float32 weights (the server's reply budget counts these)."""
         return self.decoded_bytes + self.weights_bytes
 
-    @property
+    @functools.cached_property
     def max_payload(self) -> int:
         """The most payload bytes a reply can carry: a reader holds no more than this."""
         decoded = self.decoded_bytes
         return compressed_bound(decoded) if self.codec.checksummed else decoded
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message the whole reply can make: payload bound, weights and framing."""
+        return self.max_payload + self.weights_bytes + MESSAGE_FRAMING_BYTES
+
+    @property
+    def fits_one_message(self) -> bool:
+        """Whether the reply travels as one message (``RenderUnary``) whatever it compresses to."""
+        return self.max_payload + self.weights_bytes <= MAX_UNARY_REPLY_BYTES
 
 
 @dataclass(frozen=True)
@@ -131,7 +170,8 @@ class HeatmapLayout(ReplyLayout):
     def shape(self) -> tuple[int, int, int, int]:
         return self.batch, self.keypoints, self.height, self.width
 
-    def arrays(self) -> list[tuple[tuple[int, ...], np.dtype]]:
+    def arrays(self, header: pb.TensorHeader | None = None) -> list[tuple[tuple[int, ...],
+                                                                           np.dtype]]:
         return [(self.shape, self.wire.storage)]
 
     def header_shapes(self) -> dict:
@@ -151,7 +191,8 @@ class HeatmapLayout(ReplyLayout):
 class ProfilesLayout(HeatmapLayout):
     """The dense heatmaps' profiles: float32 ``rows (B, N, K, H)``, then ``cols (B, N, K, W)``."""
 
-    def arrays(self) -> list[tuple[tuple[int, ...], np.dtype]]:
+    def arrays(self, header: pb.TensorHeader | None = None) -> list[tuple[tuple[int, ...],
+                                                                           np.dtype]]:
         rows = (self.batch, self.instances, self.keypoints)
         return [((*rows, self.height), FLOAT32_LE), ((*rows, self.width), FLOAT32_LE)]
 
@@ -162,6 +203,33 @@ class ProfilesLayout(HeatmapLayout):
     @property
     def output_elements(self) -> int:
         return self.points * (self.height + self.width)
+
+
+@dataclass(frozen=True)
+class ProfileTableLayout(ProfilesLayout):
+    """The profiles as tables of distinct rows and an index per profile: float32
+    ``row_table (R, H)``, ``col_table (C, W)``, then uint32 ``row_index`` and ``col_index``
+    ``(B, N, K)``; ``R`` and ``C`` (at most ``B * N * K``) travel in the header."""
+
+    def arrays(self, header: pb.TensorHeader | None = None) -> list[tuple[tuple[int, ...],
+                                                                           np.dtype]]:
+        rows, cols = (self.points, self.points) if header is None else (
+            header.table_rows, header.table_cols)
+        index = (self.batch, self.instances, self.keypoints)
+        return [((rows, self.height), FLOAT32_LE), ((cols, self.width), FLOAT32_LE),
+                (index, UINT32_LE), (index, UINT32_LE)]
+
+    def payload_header(self, arrays: list[np.ndarray]) -> dict:
+        return {**self.header_shapes(), "table_rows": arrays[0].shape[0],
+                "table_cols": arrays[1].shape[0]}
+
+    def decoded_bytes_for(self, header: pb.TensorHeader) -> int:
+        if max(header.table_rows, header.table_cols) > self.points:
+            raise ValueError(
+                f"header: tables of {header.table_rows} and {header.table_cols} profiles, more "
+                f"than the {self.points} the request has"
+            )
+        return sum(math.prod(shape) * dtype.itemsize for shape, dtype in self.arrays(header))
 
 
 @dataclass(frozen=True)
@@ -178,7 +246,8 @@ class SimccLayout(ReplyLayout):
 
     target: ClassVar[str] = "simcc"
 
-    def arrays(self) -> list[tuple[tuple[int, ...], np.dtype]]:
+    def arrays(self, header: pb.TensorHeader | None = None) -> list[tuple[tuple[int, ...],
+                                                                           np.dtype]]:
         storage = self.wire.storage
         return [((*self.lead, self.label_width), storage),
                 ((*self.lead, self.label_height), storage)]
@@ -242,5 +311,9 @@ def layout_of(request: pb.RenderRequest) -> ReplyLayout:
             codec, wire, lead, label_width=round(request.input_width * ratio),
             label_height=round(request.input_height * ratio),
         )
-    family = ProfilesLayout if codec.separable else HeatmapLayout
+    family = _FAMILIES.get(codec.name, HeatmapLayout)
     return family(codec, wire, lead, height=request.height, width=request.width)
+
+
+# The heatmap target's layouts by codec (the dense ones by default).
+_FAMILIES = {"separable": ProfilesLayout, "profile_table": ProfileTableLayout}

@@ -14,6 +14,7 @@ from .vocabulary import ArgumentError
 __all__ = [
     "FLOAT32_LE",
     "FLOAT64_LE",
+    "UINT32_LE",
     "array_from_double_tensor",
     "array_from_tensor",
     "double_tensor_from_array",
@@ -22,6 +23,7 @@ __all__ = [
 
 FLOAT32_LE = np.dtype("<f4")
 FLOAT64_LE = np.dtype("<f8")
+UINT32_LE = np.dtype("<u4")
 
 
 def tensor_from_array(array: Any, name: str) -> pb.Tensor:
@@ -58,6 +60,8 @@ def _unpack(tensor: pb.Tensor | pb.DoubleTensor, dtype: np.dtype, name: str) -> 
         values = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
     except ValueError:  # an empty tensor with sides numpy cannot index, e.g. (0, 2**62, 2)
         raise ArgumentError(name, f"{list(shape)} is too large", at=f"{name}.shape") from None
+    if dtype.isnative:
+        return values.copy()  # writable, and not a view of the message's bytes
     return values.astype(dtype.newbyteorder("="))
 
 

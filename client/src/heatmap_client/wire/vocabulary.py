@@ -124,7 +124,8 @@ SMOOTHINGS = EnumTable(
 CODEC_NAMES = EnumTable(
     "codec",
     "codec",
-    {"zstd": pb.CODEC_ZSTD, "none": pb.CODEC_NONE, "separable": pb.CODEC_SEPARABLE},
+    {"zstd": pb.CODEC_ZSTD, "none": pb.CODEC_NONE, "separable": pb.CODEC_SEPARABLE,
+     "profile_table": pb.CODEC_PROFILE_TABLE},
     default="zstd",
 )
 
