@@ -28,15 +28,17 @@ def check_render(device):
     """Renders on the test device and compares with :func:`reference_render`.
 
     Call it as ``check_render(keypoints_np, size, sigma, method=..., ...)`` with numpy keypoints
-    (float32 or float64); returns the renderer's result. Heatmaps must match within the dtype's
+    (float32, or float64, which the renderer and the reference both compute in float32); returns
+    the renderer's result. Heatmaps must match within the dtype's
     tolerance, weights exactly, and for the windowed methods the zero pattern (the window) exactly.
     """
 
     def check(keypoints, size, sigma, *, method, coords="heatmap", input_size=None,
               visibility=None, dtype=torch.float32):
+        # Coordinates are computed in float32 whatever the keypoints' dtype, as on the wire.
         expected, expected_weights = reference_render(
-            keypoints, size, sigma, method=method, coords=coords, input_size=input_size,
-            visibility=visibility,
+            keypoints.astype(np.float32), size, sigma, method=method, coords=coords,
+            input_size=input_size, visibility=visibility,
         )
         vis = None if visibility is None else torch.as_tensor(visibility).to(device)
         result = render_heatmaps(

@@ -228,30 +228,30 @@ def test_outside_rule_at_its_boundary(device, method, x, weight, empty):
     assert bool((heatmap == 0).all()) == empty
 
 
-@pytest.mark.parametrize(
-    ("dtype", "peak_x"), [(torch.float32, 1), (torch.float64, 0)], ids=["float32", "float64"]
-)
-def test_centre_rounds_in_the_keypoints_precision(device, dtype, peak_x):
-    # 0.49999997 + 0.5 rounds to 1.0 in float32 (mmpose on float32 keypoints) but not in float64.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_centre_rounds_in_float32_whatever_the_keypoints_dtype(device, dtype):
+    # 0.49999997 + 0.5 rounds to 1.0 in float32 (mmpose on float32 keypoints; the wire carries
+    # float32) but not in float64: float64 keypoints are computed in float32 too, so the
+    # in-process renderer and the service agree on every edge.
     x = float(np.nextafter(np.float32(0.5), np.float32(0)))
     heatmap, _ = _render_one(device, x, method="msra", dtype=dtype)
-    assert _peak(heatmap)[:2] == (peak_x, 4)
+    assert _peak(heatmap)[:2] == (1, 4)
 
 
 
 @pytest.mark.parametrize(
     ("sigma", "x", "dtype", "weight"),
     [
-        # float32(15.1) - float32(5.1) rounds to 10.0 == W: outside; in float64 it is 9.9999994.
+        # float32(15.1) - float32(5.1) rounds to 10.0 == W: outside (in float64, 9.9999994).
         (1.7, 15.09999942779541, torch.float32, 0.0),
-        (1.7, 15.09999942779541, torch.float64, 1.0),
-        # -4.9 + 3.9 + 1 rounds to 0.0 in float32 (not < 0); in float64 it is -1.5e-8 < 0.
+        (1.7, 15.09999942779541, torch.float64, 0.0),
+        # -4.9 + 3.9 + 1 rounds to 0.0 in float32: not < 0 (in float64, -1.5e-8 < 0).
         (1.3, -4.900000095367432, torch.float32, 1.0),
-        (1.3, -4.900000095367432, torch.float64, 0.0),
+        (1.3, -4.900000095367432, torch.float64, 1.0),
     ],
     ids=["left-float32", "left-float64", "right-float32", "right-float64"],
 )
-def test_dark_outside_test_runs_in_the_keypoints_precision(device, sigma, x, dtype, weight):
+def test_dark_outside_test_runs_in_float32(device, sigma, x, dtype, weight):
     heatmap, actual_weight = _render_one(device, x, method="dark", sigma=sigma, dtype=dtype)
     assert actual_weight == weight
     assert bool(heatmap.any()) == (weight == 1.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmap_render import render_heatmaps, render_profiles
+from heatmap_render import RenderArgumentError, render_heatmaps, render_profiles
 
 from .heatmap_reference import random_keypoints, reference_render
 
@@ -14,7 +14,7 @@ METHODS = ("seed", "msra", "udp", "dark")
 SIZE = (64, 48)
 EDGE_SIZE = (9, 10)
 
-VISIBILITY = [0.0, 0.49, 0.5, 1.0, 2.0]
+VISIBILITY = [0.0, 0.49, 0.5, 0.75, 1.0]
 
 
 @pytest.mark.parametrize("layout", ["(B, K)", "(B, N, K)"])
@@ -28,7 +28,7 @@ def test_visibility_threshold_and_weights(check_render, method, layout):
         keypoints, visibility = keypoints[:, None], visibility[:, None]
     result = check_render(keypoints, EDGE_SIZE, 1.5, method=method, visibility=visibility)
     # Below 0.5: not drawn, weight kept. Drawn but outside: weight 0.
-    expected_weights = np.float32([0.0, 0.49, 0.5, 1.0, 2.0] + [0.0, 0.49, 0.0, 0.0, 0.0])
+    expected_weights = np.float32([0.0, 0.49, 0.5, 0.75, 1.0] + [0.0, 0.49, 0.0, 0.0, 0.0])
     np.testing.assert_array_equal(result.weights.cpu().numpy().ravel(), expected_weights)
     drawn = (result.heatmaps[0].cpu().amax(dim=(-2, -1)) > 0).tolist()
     assert drawn == [False, False, True, True, True] + [False] * 5
@@ -37,7 +37,7 @@ def test_visibility_threshold_and_weights(check_render, method, layout):
 @pytest.mark.parametrize(
     ("visibility", "weights"),
     [
-        (torch.tensor([[0, 1, 2]]), [0.0, 1.0, 2.0]),  # COCO's v, as integers
+        (torch.tensor([[0, 1, 1]]), [0.0, 1.0, 1.0]),  # COCO's v as mmpose loads it, integers
         (torch.tensor([[False, True, True]]), [0.0, 1.0, 1.0]),
         (np.array([[0.0, 0.75, 1.0]]), [0.0, 0.75, 1.0]),  # float64 numpy
         (None, [1.0, 1.0, 1.0]),
@@ -93,7 +93,9 @@ def test_profiles_outer_product_is_the_dense_render(device, method, instances):
 def test_numpy_keypoints(method, dtype):
     keypoints = random_keypoints(13, (2, 7), SIZE, dtype=dtype)
     visibility = np.ones((2, 7), dtype=np.float32)
-    expected, expected_weights = reference_render(keypoints, SIZE, 2.0, method=method)
+    # float64 keypoints are computed in float32, as they travel on the wire.
+    expected, expected_weights = reference_render(keypoints.astype(np.float32), SIZE, 2.0,
+                                                  method=method)
     result = render_heatmaps(keypoints, SIZE, 2.0, method=method, visibility=visibility)
     assert result.heatmaps.device.type == "cpu"  # numpy input: the result is on the CPU
     torch.testing.assert_close(result.heatmaps, torch.from_numpy(expected), rtol=0, atol=2.5e-7)
@@ -116,3 +118,36 @@ def test_nested_lists_are_accepted():
         np.array([[[3.0, 4.0], [7.25, 1.5]]]), EDGE_SIZE, 1.5, method="msra"
     )
     torch.testing.assert_close(result.heatmaps, torch.from_numpy(expected), rtol=0, atol=2.5e-7)
+
+
+@pytest.mark.parametrize("visibility", [[[0, 1, 2]], [[0.0, 1.0, -0.5]], [[0.5, 1.0001, 1.0]]],
+                         ids=["coco-flags", "negative", "just-above-one"])
+def test_visibility_outside_zero_to_one_is_refused(device, visibility):
+    # A weight of 2 (COCO's raw flag) would double a keypoint's loss, silently.
+    keypoints = torch.tensor([[[3.0, 3.0], [5.0, 4.0], [6.5, 2.0]]], device=device)
+    with pytest.raises(RenderArgumentError, match="^visibility: values must lie in") as caught:
+        render_heatmaps(keypoints, EDGE_SIZE, 1.5, visibility=torch.tensor(visibility))
+    assert "COCO" in str(caught.value) and caught.value.argument == "visibility"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nan_keypoints_that_are_not_drawn_are_empty_with_their_visibility_as_weight(
+        device, method):
+    # DeepLabCut and many label tools write NaN for "not labelled".
+    keypoints = torch.tensor([[[3.0, 3.0], [float("nan"), float("nan")], [6.5, float("inf")]]],
+                             device=device)
+    visibility = torch.tensor([[1.0, 0.0, 0.3]], device=device)
+    result = render_heatmaps(keypoints, EDGE_SIZE, 1.5, method=method, visibility=visibility)
+    assert result.weights.cpu().tolist() == [[1.0, 0.0, pytest.approx(0.3)]]
+    assert bool(result.heatmaps[0, 0].any()) and not bool(result.heatmaps[0, 1:].any())
+    assert bool(torch.isfinite(result.heatmaps).all())
+    alone = render_heatmaps(keypoints[:, :1], EDGE_SIZE, 1.5, method=method)
+    assert torch.equal(result.heatmaps[:, :1], alone.heatmaps)
+
+
+def test_a_nan_keypoint_to_be_drawn_is_refused(device):
+    keypoints = torch.tensor([[[3.0, 3.0], [float("nan"), 1.0]]], device=device)
+    for visibility in (None, torch.tensor([[1.0, 0.5]], device=device)):
+        with pytest.raises(RenderArgumentError, match="^keypoints: contains NaN") as caught:
+            render_heatmaps(keypoints, EDGE_SIZE, 1.5, visibility=visibility)
+        assert "(b, n, k) = (0, 0, 1)" in str(caught.value)

@@ -117,3 +117,18 @@ def test_box_sized_sigmas_render_per_instance(check_render, method):
     assert sigmas.shape == (2, 3, 1) and len(np.unique(sigmas)) > 1
     keypoints = random_keypoints(3, (2, 3, 6), (64, 48), sigma=float(sigmas.max()))
     check_render(keypoints, (64, 48), sigmas, method=method)
+
+
+def test_cid_sigma_is_the_centernet_radius_over_three_untruncated():
+    # mmpose's DecoupledHeatmap._get_instance_wise_sigmas: min of the three (b + sq) / 2 roots,
+    # then / 3, no int().
+    boxes = np.array([[20.3, 11.9], [64.0, 48.0], [3.0, 7.5]])
+    radius = gaussian_radius(boxes, 0.7, variant="centernet")
+    np.testing.assert_allclose(sigma_from_box(boxes, 0.7, rule="cid"), radius / 3, rtol=1e-15)
+    centernet = sigma_from_box(boxes, 0.7)
+    np.testing.assert_array_equal(centernet, (2 * np.floor(radius) + 1) / 6)
+
+
+def test_an_unknown_rule_is_refused():
+    with pytest.raises(RenderArgumentError, match="^rule: "):
+        sigma_from_box((10.0, 10.0), rule="cornernet")

@@ -56,7 +56,7 @@ def _visibility(draw, lead, broken: bool):
     if broken:
         return pb.Tensor(shape=draw(odd_shapes), data=draw(st.binary(max_size=32)))
     size = math.prod(lead)
-    return _tensor(lead, draw(st.lists(st.floats(0.0, 2.0), min_size=size, max_size=size)))
+    return _tensor(lead, draw(st.lists(st.floats(0.0, 1.0), min_size=size, max_size=size)))
 
 
 def _shape(draw):

@@ -28,7 +28,7 @@ LABELS = [
 
 def _keypoints(input_size, batch=6, keypoints=17, instances=None, seed=0):
     """Keypoints mostly on the image, some past every border, some on half-bin centres (where
-    np.around rounds half to even), with COCO visibility 0/1/2."""
+    np.around rounds half to even), with COCO's flags 0/1/2 clipped to 1 as mmpose does."""
     rng = np.random.default_rng(seed)
     height, width = input_size
     lead = (batch, keypoints) if instances is None else (batch, instances, keypoints)
@@ -37,8 +37,8 @@ def _keypoints(input_size, batch=6, keypoints=17, instances=None, seed=0):
     halves = rng.random(lead) < 0.2
     x = np.where(halves, np.floor(x) + 0.25, x)  # x * 2 = n + 0.5: a tie for the split ratio 2
     points = np.stack([x, y], axis=-1).astype(np.float32)
-    visibility = rng.choice(np.float32([0, 1, 2]), lead, p=[0.2, 0.3, 0.5])
-    return points, visibility
+    flags = rng.choice(np.float32([0, 1, 2]), lead, p=[0.2, 0.3, 0.5])
+    return points, np.minimum(flags, 1)
 
 
 def _local(points, input_size, sigma, **options):

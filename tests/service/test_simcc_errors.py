@@ -133,8 +133,11 @@ def test_the_client_names_the_argument_in_the_users_words(live_server):
         assert caught.value.argument == "split_ratio"
         assert caught.value.message.startswith("split_ratio: ")
         with pytest.raises(HeatmapError) as caught:  # wider than the labels
-            client.render_simcc(KEYPOINTS, INPUT_SIZE, (5000.0, 1.0))
+            client.render_simcc(KEYPOINTS, INPUT_SIZE, {"x": 5000.0, "y": 1.0})
         assert caught.value.argument == "sigma" and caught.value.message.startswith("sigma: ")
+        with pytest.raises(ArgumentError, match="looks reversed") as refused:  # before sending
+            client.render_simcc(KEYPOINTS, INPUT_SIZE, (5000.0, 1.0))
+        assert refused.value.argument == "sigma"
         with pytest.raises(HeatmapError) as caught:
             client.render_simcc(KEYPOINTS, INPUT_SIZE, SIGMA, visibility=np.ones((1, 3)))
         assert caught.value.argument == "visibility"

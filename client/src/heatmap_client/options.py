@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -211,24 +212,42 @@ def _number(argument: str, value: Any) -> float:
     return number
 
 
-def _simcc_sigma(value: Any) -> tuple[float, float]:
-    """``(sigma_x, sigma_y)`` from one number or a pair, mmpose's order."""
+def _simcc_sigma(value: Any, input_size: tuple[int, int]) -> tuple[float, float]:
+    """``(sigma_x, sigma_y)`` from one number, a pair in mmpose's order, or ``{"x", "y"}``.
+
+    A pair whose larger value lies along the input's shorter side (the mirror image of every
+    RTMPose config) is refused: a pair reversed like the (H, W) sizes here, or an ``input_size``
+    given in mmpose's (W, H) order, looks exactly so, and gives wrong labels without an error.
+    Naming the axes (``{"x": ..., "y": ...}``) passes.
+    """
+    expected = "expected a number, (sigma_x, sigma_y) or {'x': ..., 'y': ...}"
     if isinstance(value, bool):
-        raise ArgumentError("sigma", f"expected a number or (sigma_x, sigma_y), got {value!r}")
+        raise ArgumentError("sigma", f"{expected}, got {value!r}")
+    named = isinstance(value, Mapping)
+    if named:
+        if set(value) != {"x", "y"}:
+            raise ArgumentError("sigma", f"{expected}, got the keys {sorted(value)}")
+        value = (value["x"], value["y"])
     try:
         values = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ArgumentError(
-            "sigma", f"expected a number or (sigma_x, sigma_y), got {value!r}"
-        ) from None
+        raise ArgumentError("sigma", f"{expected}, got {value!r}") from None
     if values.ndim == 0:
         values = np.stack([values, values])
     if values.shape != (2,):
-        raise ArgumentError(
-            "sigma", f"expected a number or (sigma_x, sigma_y), got shape {values.shape}"
-        )
+        raise ArgumentError("sigma", f"{expected}, got shape {values.shape}")
     _positive("sigma", values)
-    return float(values[0]), float(values[1])
+    sigma_x, sigma_y = float(values[0]), float(values[1])
+    height, width = input_size
+    if not named and sigma_x != sigma_y and height != width \
+            and (sigma_x > sigma_y) != (width > height):
+        raise ArgumentError(
+            "sigma", f"{(sigma_x, sigma_y)} is (sigma_x, sigma_y), mmpose's order, and its larger "
+            f"value is along the shorter side of input_size {input_size} (H, W): one of the two "
+            "looks reversed (sizes here are (H, W); sigma stays (x, y)); if both are meant, "
+            f"pass sigma={{'x': {sigma_x!r}, 'y': {sigma_y!r}}}"
+        )
+    return sigma_x, sigma_y
 
 
 @dataclass(frozen=True)
@@ -240,7 +259,9 @@ class SimccOptions(_KeywordOptions):
             ``input_size=(W, H)`` reversed). The labels have ``Wx = round(W_in * split_ratio)``
             and ``Hy = round(H_in * split_ratio)`` bins.
         sigma: in label bins: a number, or ``(sigma_x, sigma_y)`` in mmpose's order (RTMPose at
-            256x192 writes ``sigma=(4.9, 5.66)``); kept as the pair.
+            256x192 writes ``sigma=(4.9, 5.66)``), or ``{"x": ..., "y": ...}``; kept as the pair.
+            A pair whose larger value lies along the input's shorter side is refused as
+            ambiguous (a reversed sigma or input_size); the mapping states the axes.
         split_ratio: label bins per input pixel (mmpose ``simcc_split_ratio``).
         smoothing: ``gaussian`` (default) or ``standard`` (mmpose ``smoothing_type``).
         label_smooth_weight: in ``[0, 1]``, with ``smoothing="standard"`` only.
@@ -266,7 +287,7 @@ class SimccOptions(_KeywordOptions):
     def __post_init__(self) -> None:
         set_field = object.__setattr__  # normalising a frozen instance once, as it is made
         set_field(self, "input_size", _hw("input_size", self.input_size))
-        set_field(self, "sigma", _simcc_sigma(self.sigma))
+        set_field(self, "sigma", _simcc_sigma(self.sigma, self.input_size))
         ratio = _number("split_ratio", self.split_ratio)
         if ratio <= 0:
             raise ArgumentError("split_ratio", f"must be > 0, got {self.split_ratio!r}")

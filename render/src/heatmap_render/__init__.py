@@ -28,7 +28,7 @@ from .profiles import (
     profiles_from_args,
     render_profiles,
 )
-from .radius import RADIUS_VARIANTS, gaussian_radius, sigma_from_box
+from .radius import RADIUS_VARIANTS, SIGMA_RULES, gaussian_radius, sigma_from_box
 from .sigma import SIGMA_MIN
 from .simcc import (
     SMOOTHINGS,
@@ -52,6 +52,7 @@ __all__ = [
     "RenderArgumentError",
     "RenderArgumentTypeError",
     "SIGMA_MIN",
+    "SIGMA_RULES",
     "SMOOTHINGS",
     "SimccArgs",
     "SimccLabels",

@@ -3,7 +3,12 @@
 - ``heatmap``: as given.
 - ``pixel``: input-image pixels; divided by ``input / heatmap`` (``udp``: by
   ``(input - 1) / (heatmap - 1)``, corner pixel to corner pixel), mmpose's ratios.
-- ``normalized``: the seed's ``0.5 * (x + 1) * W``, ``x`` in ``[-1, 1]``.
+- ``normalized``: the seed's ``0.5 * (x + 1) * W``: ``x = -1`` is the centre of pixel 0 and
+  ``x = +1`` the centre of pixel ``W``, one past the last (so ``x -> -x`` maps ``u`` to ``W - u``,
+  not to its mirror image ``W - 1 - u``).
+- ``normalized_edges``: ``((x + 1) * W - 1) / 2``: ``-1`` the left edge of pixel 0, ``+1`` the right
+  edge of the last pixel (torch's ``grid_sample(align_corners=False)``, DSNT): ``x -> -x`` is
+  flipping the heatmap.
 
 The arithmetic runs in the keypoints' precision, float32, as mmpose's does on float32 keypoints,
 so that truncation edges fall exactly where theirs do.
@@ -28,7 +33,7 @@ def _coordinate_scale(
 ) -> torch.Tensor:
     """The (x, y) factor of a coordinate space, as mmpose and the seed compute it."""
     height, width = size
-    if coords == "normalized":
+    if coords in ("normalized", "normalized_edges"):
         ratio = [width, height]
     elif method == "udp":
         # UDP maps corner pixel to corner pixel: (input - 1) / (heatmap - 1).
@@ -70,6 +75,9 @@ def heatmap_coordinates(args: RenderArgs) -> torch.Tensor:
     if args.coords == "normalized":
         # The seed's convention: x in [-1, 1], -1 the centre of pixel 0, 0.5 * (x + 1) * W.
         converted = (points + 1) * 0.5 * scale
+    elif args.coords == "normalized_edges":
+        # -1 the left edge of pixel 0 (u = -0.5), +1 the right edge of pixel W - 1 (u = W - 0.5).
+        converted = ((points + 1) * scale - 1) * 0.5
     else:
         converted = points / scale
     # Finite in, so the only non-finite values are overflows to +-inf, which clamp to +-limit.

@@ -24,6 +24,7 @@ __all__ = [
     "check_hw",
     "check_keypoints",
     "check_visibility",
+    "drawn_finite",
 ]
 
 # The renderer's output dtypes, by the names users and the wire write; low-precision outputs are
@@ -66,21 +67,48 @@ def all_finite(tensor: torch.Tensor) -> bool:
 
 
 def check_keypoints(keypoints: Any) -> tuple[torch.Tensor, bool]:
-    """Keypoints ``(B, K, 2)`` or ``(B, N, K, 2)`` as ``((B, N, K, 2), has_instances)``, in
-    float32 or float64."""
+    """Keypoints ``(B, K, 2)`` or ``(B, N, K, 2)`` as ``((B, N, K, 2), has_instances)``, float32.
+
+    Coordinates are computed in float32 whatever the caller passes, exactly as they travel on the
+    wire, so that the in-process renderer and the service give the same bits for the same call
+    (and as mmpose computes on its float32 keypoints). Whether they are finite is checked with
+    the visibility (:func:`drawn_finite`): a keypoint that is not drawn may be NaN.
+    """
     tensor = as_tensor("keypoints", keypoints)
     if tensor.ndim not in (3, 4) or tensor.shape[-1] != 2:
         raise RenderArgumentError(
             "keypoints", f"expected shape (B, K, 2) or (B, N, K, 2), got {tuple(tensor.shape)}"
         )
-    # Coordinate arithmetic runs in the keypoints' own precision, as mmpose's does on float32
-    # keypoints; integer and half inputs are widened to float32.
-    if tensor.dtype != torch.float64:
+    tensor = tensor.detach()
+    if tensor.dtype != torch.float32:
         tensor = tensor.to(torch.float32)
-    if not all_finite(tensor):
-        raise RenderArgumentError("keypoints", "contains NaN or infinite coordinates")
     has_instances = tensor.ndim == 4
     return (tensor if has_instances else tensor.unsqueeze(1)), has_instances
+
+
+def drawn_finite(points: torch.Tensor, visibility: torch.Tensor | None) -> torch.Tensor:
+    """``points`` ``(B, N, K, 2)``, once every keypoint to be drawn is finite; the coordinates
+    of keypoints that are not drawn (visibility below 0.5) may be NaN or infinite, as label tools
+    write "not labelled", and become 0 (an empty channel and the visibility as weight).
+
+    Raises:
+        RenderArgumentError: naming ``keypoints``, for a drawn keypoint that is not finite.
+    """
+    if all_finite(points):
+        return points
+    finite = torch.isfinite(points).all(dim=-1)
+    drawn = torch.ones_like(finite) if visibility is None else visibility >= 0.5
+    bad = drawn & ~finite
+    if bool(bad.any()):
+        where = tuple(int(i) for i in bad.nonzero()[0])
+        hint = "" if visibility is not None else "; keypoints that are not labelled need " \
+            "a visibility below 0.5"
+        raise RenderArgumentError(
+            "keypoints", f"contains NaN or infinite coordinates of a keypoint to be drawn "
+            f"(first at (b, n, k) = {where}){hint}"
+        )
+    return torch.where(finite[..., None], points, torch.zeros((), dtype=points.dtype,
+                                                              device=points.device))
 
 
 def check_hw(name: str, value: Any) -> tuple[int, int]:
@@ -112,6 +140,13 @@ def check_visibility(
         )
     if not all_finite(tensor):
         raise RenderArgumentError("visibility", "contains NaN or infinite values")
+    if tensor.numel() and not (0.0 <= float(tensor.min()) and float(tensor.max()) <= 1.0):
+        # A weight of 2 would double a keypoint's loss: COCO's raw flags are the usual cause.
+        raise RenderArgumentError(
+            "visibility", f"values must lie in [0, 1], got {float(tensor.min()):g} to "
+            f"{float(tensor.max()):g}; COCO's flags 0/1/2: pass min(v, 1) as mmpose does (or "
+            "v > 0)"
+        )
     return tensor if has_instances else tensor.unsqueeze(1)
 
 

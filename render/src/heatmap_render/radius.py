@@ -15,9 +15,11 @@ and 2 and ``(b + sqrt(...)) / (2 a)`` for case 3 (mmdet ``gaussian_target.gaussi
 expect them. Both return the smallest of the three.
 
 CenterNet then truncates the radius to an integer, draws a kernel of ``diameter = 2 r + 1`` and
-uses ``sigma = diameter / 6`` (:func:`sigma_from_box`), which is the per-instance sigma that
-``render_heatmaps(..., sigma=(B, N, 1))`` takes. Boxes are ``(h, w)`` in heatmap pixels, as
-everywhere in this package (mmdet and CenterNet call the pair ``det_size`` in that same order).
+uses ``sigma = diameter / 6``; CID (mmpose's ``DecoupledHeatmap``) uses ``sigma = r / 3`` of the
+CenterNet roots, untruncated. :func:`sigma_from_box` gives either (``rule``), the per-instance
+sigma that ``render_heatmaps(..., sigma=(B, N, 1))`` takes. Boxes are ``(h, w)`` in heatmap
+pixels, as everywhere in this package (mmdet and CenterNet call the pair ``det_size`` in that
+same order).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .errors import RenderArgumentError, RenderArgumentTypeError
 
 __all__ = [
     "RADIUS_VARIANTS",
+    "SIGMA_RULES",
     "gaussian_radius",
     "sigma_from_box",
 ]
@@ -116,14 +119,31 @@ def gaussian_radius(box_hw: Any, min_overlap: float = 0.7, *, variant: str = "ce
     return _returned(_radius(height, width, float(min_overlap), variant), kind, like)
 
 
-def sigma_from_box(box_hw: Any, min_overlap: float = 0.7, *, variant: str = "centernet"):
-    """CenterNet's sigma for boxes: ``(2 max(0, int(r)) + 1) / 6`` with ``r`` the radius.
+SIGMA_RULES = ("centernet", "cid")
 
-    Args: as :func:`gaussian_radius`.
+
+def sigma_from_box(box_hw: Any, min_overlap: float = 0.7, *, variant: str = "centernet",
+                   rule: str = "centernet"):
+    """The per-instance sigma of boxes, by the rule a model was trained with.
+
+    - ``rule="centernet"`` (CenterNet, CornerNet): the radius truncated to an integer, a kernel
+      of ``2 r + 1`` pixels and ``sigma = (2 * max(0, int(r)) + 1) / 6``.
+    - ``rule="cid"`` (mmpose's ``DecoupledHeatmap``, CID): ``sigma = r / 3``, not truncated, with
+      mmpose's ``min_overlap=0.7`` and its (CenterNet) roots; pass the boxes in heatmap pixels.
+
+    Args: as :func:`gaussian_radius`, and ``rule``.
 
     Returns:
-        Sigma in the boxes' pixels, shaped and typed as :func:`gaussian_radius` returns.
+        Sigma in the boxes' pixels, shaped and typed as :func:`gaussian_radius` returns: the
+        per-instance sigma ``render_heatmaps(..., sigma=(B, N, 1))`` takes (``[..., None]``).
+
+    Raises:
+        RenderArgumentError: naming ``box_hw``, ``min_overlap``, ``variant`` or ``rule``.
     """
+    if rule not in SIGMA_RULES:
+        raise RenderArgumentError("rule", f"expected one of {', '.join(SIGMA_RULES)}, got {rule!r}")
     height, width, kind, like = _check(box_hw, min_overlap, variant)
-    radius = torch.floor(_radius(height, width, float(min_overlap), variant)).clamp_(min=0)
-    return _returned((2 * radius + 1) / 6, kind, like)
+    radius = _radius(height, width, float(min_overlap), variant)
+    if rule == "cid":
+        return _returned(radius / 3, kind, like)
+    return _returned((2 * torch.floor(radius).clamp_(min=0) + 1) / 6, kind, like)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -28,7 +29,7 @@ import torch
 
 from .batch import PerSampleFields
 from .errors import RenderArgumentError
-from .inputs import as_tensor, check_hw, check_keypoints, check_visibility
+from .inputs import as_tensor, check_hw, check_keypoints, check_visibility, drawn_finite
 from .kernels import PLAN_MAX_ELEMENTS, cached_table
 from .sigma import check_sigma_values
 
@@ -36,6 +37,7 @@ __all__ = [
     "SMOOTHINGS",
     "SimccArgs",
     "SimccLabels",
+    "check_sigma_order",
     "check_simcc_args",
     "render_simcc",
     "simcc_from_args",
@@ -106,11 +108,19 @@ def _check_number(name: str, value: Any) -> float:
     return number
 
 
-def _check_simcc_sigma(sigma: Any, label_size: tuple[int, int]) -> tuple[float, float]:
+def _check_simcc_sigma(sigma: Any, input_size: tuple[int, int],
+                       label_size: tuple[int, int]) -> tuple[float, float]:
     if isinstance(sigma, bool):
         raise RenderArgumentError(
             "sigma", f"expected a number or (sigma_x, sigma_y), got {sigma!r}"
         )
+    named = isinstance(sigma, Mapping)
+    if named:
+        if set(sigma) != {"x", "y"}:
+            raise RenderArgumentError(
+                "sigma", f"a mapping names both axes, {{'x': ..., 'y': ...}}, got {sorted(sigma)}"
+            )
+        sigma = (sigma["x"], sigma["y"])
     if isinstance(sigma, numbers.Real):
         values = torch.tensor([float(sigma)] * 2, dtype=torch.float64)
     else:
@@ -122,7 +132,30 @@ def _check_simcc_sigma(sigma: Any, label_size: tuple[int, int]) -> tuple[float, 
             )
     check_sigma_values(values, float(max(label_size)), "the longer label's length")
     sigma_x, sigma_y = values.tolist()
+    if not named:
+        check_sigma_order((sigma_x, sigma_y), input_size)
     return sigma_x, sigma_y
+
+
+def check_sigma_order(sigma: tuple[float, float], input_size: tuple[int, int]) -> None:
+    """Refuses a ``(sigma_x, sigma_y)`` pair whose larger value lies along the input's shorter
+    side: the mirror image of every RTMPose config (``(4.9, 5.66)`` for 256x192), and what a pair
+    reversed like this package's (H, W) sizes, or an ``input_size`` written in mmpose's (W, H)
+    order, looks like. Both are valid numbers that give wrong labels without an error, so the
+    ambiguity is refused; ``sigma={"x": ..., "y": ...}`` states the axes and passes.
+
+    Raises:
+        RenderArgumentError: naming ``sigma``.
+    """
+    (sigma_x, sigma_y), (height, width) = sigma, input_size
+    if sigma_x == sigma_y or height == width or (sigma_x > sigma_y) == (width > height):
+        return
+    raise RenderArgumentError(
+        "sigma", f"{(sigma_x, sigma_y)} is (sigma_x, sigma_y), mmpose's order, and its larger "
+        f"value is along the shorter side of input_size {input_size} (H, W): one of the two "
+        "looks reversed (sizes here are (H, W); sigma stays (x, y)); if both are meant, pass "
+        f"sigma={{'x': {sigma_x!r}, 'y': {sigma_y!r}}}"
+    )
 
 
 def check_simcc_args(
@@ -167,12 +200,13 @@ def check_simcc_args(
             f"{ratio!r} gives labels of (Hy, Wx) = {label_size} bins for input_size "
             f"{(in_height, in_width)}; each needs at least 1",
         )
+    checked_visibility = check_visibility(visibility, points, has_instances)
     return SimccArgs(
-        keypoints=points,
-        visibility=check_visibility(visibility, points, has_instances),
+        keypoints=drawn_finite(points, checked_visibility),
+        visibility=checked_visibility,
         has_instances=has_instances,
         input_size=(in_height, in_width),
-        sigma=_check_simcc_sigma(sigma, label_size),
+        sigma=_check_simcc_sigma(sigma, (in_height, in_width), label_size),
         split_ratio=ratio,
         smoothing=smoothing,
         label_smooth_weight=weight,
@@ -281,7 +315,9 @@ def render_simcc(
         keypoints: ``(B, K, 2)`` or ``(B, N, K, 2)`` (x, y) in input-image pixels.
         input_size: ``(H_in, W_in)`` of the input image (mmpose configs write ``(w, h)``).
         sigma: a number, or ``(sigma_x, sigma_y)`` in label bins, mmpose's order (RTMPose at
-            256x192 uses ``(4.9, 5.66)``); unused by ``smoothing="standard"`` but still checked.
+            256x192 uses ``(4.9, 5.66)``), or ``{"x": ..., "y": ...}``; unused by
+            ``smoothing="standard"`` but still checked. A pair whose larger value lies along the
+            input's shorter side is refused as ambiguous (see :func:`check_sigma_order`).
         split_ratio: label bins per input pixel (mmpose ``simcc_split_ratio``).
         smoothing: ``"gaussian"`` or ``"standard"`` (mmpose ``smoothing_type``).
         label_smooth_weight: in ``[0, 1]``, only with ``smoothing="standard"``.

@@ -15,7 +15,7 @@ import torch
 
 from .batch import PerSampleFields, concatenate_render_args
 from .errors import RenderArgumentError
-from .inputs import check_dtype, check_hw, check_keypoints, check_visibility
+from .inputs import check_dtype, check_hw, check_keypoints, check_visibility, drawn_finite
 from .sigma import check_sigma
 
 __all__ = [
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 METHODS = ("seed", "msra", "udp", "dark")
-COORDS = ("heatmap", "pixel", "normalized")
+COORDS = ("heatmap", "pixel", "normalized", "normalized_edges")
 @dataclass(frozen=True)
 class RenderArgs(PerSampleFields):
     """Checked, normalised renderer arguments.
@@ -117,6 +117,7 @@ def check_render_args(
         )
     spec = check_sigma(sigma, points, has_instances, checked_size)
     vis = check_visibility(visibility, points, has_instances)
+    points = drawn_finite(points, vis)
     return RenderArgs(
         keypoints=points,
         visibility=vis,

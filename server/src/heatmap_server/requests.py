@@ -221,7 +221,7 @@ def _simcc_job(
         args = check_simcc_args(
             keypoints,
             (request.input_height, request.input_width),
-            (params.sigma_x, params.sigma_y),
+            {"x": params.sigma_x, "y": params.sigma_y},  # named axes on the wire
             split_ratio=params.split_ratio,
             smoothing=smoothing,
             label_smooth_weight=params.label_smooth_weight,

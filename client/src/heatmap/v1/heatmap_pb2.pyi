@@ -68,7 +68,15 @@ class _CoordinateSpaceEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper
     input/heatmap, UDP by (input - 1)/(heatmap - 1).
     """
     COORDINATE_SPACE_NORMALIZED: _CoordinateSpace.ValueType  # 3
-    """x in [-1, 1] with -1 the left edge: u = 0.5 * (x + 1) * W (y likewise with H)."""
+    """The seed's normalized coordinates: u = 0.5 * (x + 1) * W (y likewise with H), so x = -1 is the
+    centre of pixel 0 and x = +1 the centre of pixel W, one past the last (not symmetric: flipping
+    x to -x moves a keypoint to W - u, not to the mirror pixel W - 1 - u).
+    """
+    COORDINATE_SPACE_NORMALIZED_EDGES: _CoordinateSpace.ValueType  # 4
+    """Normalized with -1 the left edge of pixel 0 and +1 the right edge of the last pixel (torch's
+    grid_sample with align_corners=False, DSNT): u = ((x + 1) * W - 1) / 2; flipping x to -x is
+    flipping the heatmap.
+    """
 
 class CoordinateSpace(_CoordinateSpace, metaclass=_CoordinateSpaceEnumTypeWrapper):
     """What the keypoint coordinates are measured in. UNSPECIFIED means HEATMAP."""
@@ -81,7 +89,15 @@ COORDINATE_SPACE_PIXEL: CoordinateSpace.ValueType  # 2
 input/heatmap, UDP by (input - 1)/(heatmap - 1).
 """
 COORDINATE_SPACE_NORMALIZED: CoordinateSpace.ValueType  # 3
-"""x in [-1, 1] with -1 the left edge: u = 0.5 * (x + 1) * W (y likewise with H)."""
+"""The seed's normalized coordinates: u = 0.5 * (x + 1) * W (y likewise with H), so x = -1 is the
+centre of pixel 0 and x = +1 the centre of pixel W, one past the last (not symmetric: flipping
+x to -x moves a keypoint to W - u, not to the mirror pixel W - 1 - u).
+"""
+COORDINATE_SPACE_NORMALIZED_EDGES: CoordinateSpace.ValueType  # 4
+"""Normalized with -1 the left edge of pixel 0 and +1 the right edge of the last pixel (torch's
+grid_sample with align_corners=False, DSNT): u = ((x + 1) * W - 1) / 2; flipping x to -x is
+flipping the heatmap.
+"""
 global___CoordinateSpace = CoordinateSpace
 
 class _DType:

@@ -94,6 +94,7 @@ COORDINATE_SPACES = EnumTable(
         "heatmap": pb.COORDINATE_SPACE_HEATMAP,
         "pixel": pb.COORDINATE_SPACE_PIXEL,
         "normalized": pb.COORDINATE_SPACE_NORMALIZED,
+        "normalized_edges": pb.COORDINATE_SPACE_NORMALIZED_EDGES,
     },
     default="heatmap",
 )
