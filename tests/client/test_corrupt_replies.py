@@ -38,6 +38,19 @@ def _profiles(instances: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
+def _tables(rows: np.ndarray, cols: np.ndarray) -> tuple[list[np.ndarray], dict]:
+    """The profile_table payload of ``rows`` and ``cols``: each's distinct rows and an index."""
+    arrays, sizes = [], {}
+    for name, profiles in (("table_rows", rows), ("table_cols", cols)):
+        table, index = np.unique(profiles.reshape(-1, profiles.shape[-1]), axis=0,
+                                 return_inverse=True)
+        arrays.append((np.ascontiguousarray(table, "<f4"),
+                       index.reshape(profiles.shape[:3]).astype("<u4")))
+        sizes[name] = table.shape[0]
+    (row_table, row_index), (col_table, col_index) = arrays
+    return [row_table, col_table, row_index, col_index], sizes
+
+
 def reply(codec: str = "zstd", dtype: str = "float32", instances: int | None = None):
     """``(request, chunks, heatmaps, weights)``: a well-formed reply and what it decodes to."""
     shape = (BATCH, KEYPOINTS, 2) if instances is None else (BATCH, instances, KEYPOINTS, 2)
@@ -49,12 +62,15 @@ def reply(codec: str = "zstd", dtype: str = "float32", instances: int | None = N
     wire = CODECS[request.codec]
     stored = heatmaps.astype(np.float16) if dtype == "float16" else heatmaps
     arrays = [rows, cols] if wire.separable else [stored]
+    tables = {}
+    if wire.name == "profile_table":
+        arrays, tables = _tables(rows, cols)
     pieces, crc32 = encode_payload(wire, arrays, CHUNK_BYTES)
     header = pb.TensorHeader(
         shape=[BATCH, KEYPOINTS, HEIGHT, WIDTH], dtype=request.dtype or pb.DTYPE_FLOAT32,
         codec=wire.proto, payload_bytes=sum(len(piece) for piece in pieces),
         decoded_bytes=sum(array.nbytes for array in arrays), instances=instances or 1,
-        payload_crc32=crc32,
+        payload_crc32=crc32, **tables,
     )
     chunks = list(reply_chunks(request.request_id, header, pieces,
                                tensor_from_array(weights, "weights"),
@@ -87,7 +103,7 @@ def _fails(chunks, request, **options) -> HeatmapError:
     return caught.value
 
 
-@pytest.mark.parametrize("codec", ["zstd", "none", "separable"])
+@pytest.mark.parametrize("codec", ["zstd", "none", "separable", "profile_table"])
 def test_an_intact_reply_decodes_exactly(codec):
     request, chunks, heatmaps, weights = reply(codec)
     assert len(chunks) > 3
@@ -211,7 +227,8 @@ def _applies(codec: str, damage: str) -> bool:
 
 @pytest.mark.parametrize(("codec", "damage"), [
     pytest.param(codec, damage, id=f"{damage}-{codec}")
-    for codec in ("zstd", "separable", "none") for damage in DAMAGE if _applies(codec, damage)
+    for codec in ("zstd", "separable", "profile_table", "none") for damage in DAMAGE
+    if _applies(codec, damage)
 ])
 def test_damage_is_data_loss(codec, damage):
     request, chunks, heatmaps, _ = reply(codec)
@@ -302,3 +319,40 @@ def test_rebuilding_many_instances_needs_about_two_dense_tensors():
         tracemalloc.stop()
     np.testing.assert_array_equal(out, expected)
     assert peak <= 3 * out.nbytes, (peak, out.nbytes)
+
+
+def _retabled(chunks: list[pb.RenderChunk], request, arrays: list[np.ndarray], **tables):
+    """``chunks`` with their payload re-encoded from ``arrays`` and a header telling ``tables``."""
+    wire = CODECS[request.codec]
+    pieces, crc32 = encode_payload(wire, arrays, CHUNK_BYTES)
+    header = pb.TensorHeader()
+    header.CopyFrom(chunks[0].header)
+    header.payload_bytes = sum(len(piece) for piece in pieces)
+    header.decoded_bytes = sum(array.nbytes for array in arrays)
+    header.payload_crc32 = crc32
+    for name, value in tables.items():
+        setattr(header, name, value)
+    return list(reply_chunks(request.request_id, header, pieces, chunks[-1].weights,
+                             chunks[-1].timings))
+
+
+def test_a_profile_index_past_its_table_is_data_loss():
+    request, chunks, _, _ = reply("profile_table")
+    rows, cols = _profiles(1)
+    arrays, tables = _tables(rows, cols)
+    arrays[2] = arrays[2].copy()
+    arrays[2][0, 0, 0] = tables["table_rows"]  # one past the last row: a lie a CRC cannot catch
+    error = _fails(_retabled(chunks, request, arrays, **tables), request)
+    assert "index past its table" in error.message
+
+
+def test_tables_larger_than_the_request_can_need_are_data_loss():
+    request, chunks, _, _ = reply("profile_table")
+    rows, cols = _profiles(1)
+    arrays, tables = _tables(rows, cols)
+    points = BATCH * KEYPOINTS
+    grown = np.zeros((points + 1, HEIGHT), "<f4")
+    arrays[0] = grown
+    error = _fails(_retabled(chunks, request, arrays, table_rows=points + 1,
+                             table_cols=tables["table_cols"]), request)
+    assert "more than the" in error.message

@@ -186,10 +186,12 @@ def _check_separable(batch: dict, device) -> None:
     assert heatmaps.nbytes <= points * (SIZE[0] + SIZE[1] + 2) * 4
     if method == "msra":
         assert heatmaps.nbytes < points * (SIZE[0] + SIZE[1]) * 4
-    # The targets and their weights share one storage: one segment between processes.
+    # The targets, their weights and the keypoints and visibility they were made from share one
+    # storage: the targets add no segment to what the batch moved between processes anyway.
     storage = heatmaps.packed.untyped_storage()
-    assert batch["heatmap_weights"].untyped_storage().data_ptr() == storage.data_ptr()
-    assert storage.nbytes() == heatmaps.nbytes + batch["heatmap_weights"].nbytes
+    shared = [batch[key] for key in ("heatmap_weights", "keypoints", "visibility") if key in batch]
+    assert all(tensor.untyped_storage().data_ptr() == storage.data_ptr() for tensor in shared)
+    assert storage.nbytes() == heatmaps.nbytes + sum(tensor.nbytes for tensor in shared)
     assert len(pickle.dumps(heatmaps)) <= storage.nbytes() + HEADER_BYTES
     local = render_heatmaps(batch["keypoints"], SIZE, 2.0, method=method, coords="pixel",
                             input_size=INPUT_SIZE, visibility=batch.get("visibility"))

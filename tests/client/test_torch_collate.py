@@ -45,7 +45,7 @@ def _local(keypoints, visibility=None, **options):
 
 def test_package_imports_the_real_torch_and_exports_its_names():
     # heatmap_client.torch shares torch's name; absolute imports keep the two apart.
-    assert heatmap_torch.collate.torch is torch
+    assert heatmap_torch.targets.torch is torch and heatmap_torch.separable.torch is torch
     assert heatmap_torch.__all__ == sorted(heatmap_torch.__all__)
     assert heatmap_torch.__all__ == ["HeatmapCollate", "SeparableHeatmaps", "expand_profiles"]
 

@@ -145,3 +145,49 @@ def test_refuses_profiles_that_do_not_match():
         SeparableHeatmaps(rows, torch.zeros((2, 2, K, 8)))
     with pytest.raises(ValueError, match="rows: expected float32"):
         SeparableHeatmaps(rows.double(), torch.zeros((2, 1, K, 8)))
+
+
+# --- a tensor wherever a tensor is expected -------------------------------------------------------
+
+
+def test_is_a_tensor_of_the_dense_shape_for_batch_utilities(heatmaps):
+    # What accelerate's find_batch_size and Lightning's batch helpers look at.
+    assert isinstance(heatmaps, torch.Tensor)
+    assert heatmaps.shape[0] == 4 and heatmaps.size(0) == 4 and heatmaps.dim() == 4
+    assert heatmaps.dtype == torch.float32 and heatmaps.device.type == "cpu"
+
+
+@pytest.mark.parametrize("use", [
+    lambda h, dense: torch.nn.functional.mse_loss(dense * 0, h),
+    lambda h, dense: h[1],
+    lambda h, dense: h.float(),
+    lambda h, dense: h.cpu(),
+    lambda h, dense: h.sum(dim=(2, 3)),
+    lambda h, dense: torch.stack([h, h]),
+    lambda h, dense: h - dense,
+    lambda h, dense: dense - h,
+], ids=["mse_loss", "index", "float", "cpu", "sum", "stack", "minus", "rminus"])
+def test_torch_operations_see_the_dense_form(heatmaps, use):
+    dense = _dense()
+    expected = use(dense, dense)
+    got = use(heatmaps, dense)
+    assert type(got) is torch.Tensor
+    assert torch.equal(got, expected)
+
+
+def test_numpy_gives_the_dense_array(heatmaps):
+    np.testing.assert_array_equal(heatmaps.numpy(), _dense().numpy())
+
+
+def test_from_table_holds_the_distinct_profiles_only(device):
+    profiles = render_profiles(**_case())
+    rows = profiles.rows.reshape(-1, SIZE[0])
+    cols = profiles.cols.reshape(-1, SIZE[1])
+    row_table, row_index = torch.unique(rows, dim=0, return_inverse=True)
+    col_table, col_index = torch.unique(cols, dim=0, return_inverse=True)
+    lead = profiles.rows.shape[:3]
+    heatmaps = SeparableHeatmaps.from_table(row_table, row_index.view(lead), col_table,
+                                            col_index.view(lead))
+    assert heatmaps.nbytes == (row_table.numel() + col_table.numel() + 2 * rows.shape[0]) * 4
+    assert torch.equal(heatmaps.to(device).cpu(), _dense())
+    assert torch.equal(heatmaps.rows, profiles.rows) and torch.equal(heatmaps.cols, profiles.cols)

@@ -20,7 +20,8 @@ HISTOGRAMS = ("heatmap_queue_seconds", "heatmap_render_seconds", "heatmap_encode
 GAUGES = ("heatmap_in_flight_requests", "heatmap_queue_depth", "heatmap_device_memory_bytes",
           "heatmap_reply_budget_in_use_bytes", "heatmap_reply_budget_limit_bytes",
           "heatmap_buffer_pool_idle_bytes", "heatmap_buffer_pool_leased_bytes",
-          "heatmap_buffer_pool_limit_bytes")
+          "heatmap_buffer_pool_limit_bytes", "heatmap_kernel_cache_bytes",
+          "heatmap_kernel_cache_entries")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_every_metric_is_exposed_before_any_call(metered):
         assert {f"{histogram}_bucket", f"{histogram}_count", f"{histogram}_sum"} <= names
     for gauge in GAUGES:
         assert gauge in names
-    assert "heatmap_bytes_out_total" in names
+    assert {"heatmap_bytes_out_total", "heatmap_inline_renders_total"} <= names
 
 
 def test_calls_are_counted_by_rpc_and_code(metered):
@@ -79,11 +80,13 @@ def test_calls_are_counted_by_rpc_and_code(metered):
     assert delta("heatmap_bytes_out_total") == sum(result.wire_bytes for result in rendered)
     assert after.value("heatmap_in_flight_requests") == 0
     assert after.value("heatmap_queue_depth") == 0
+    # The kernel tables those renders used stay cached, and the gauges count them.
+    assert after.value("heatmap_kernel_cache_entries") >= 1
+    assert after.value("heatmap_kernel_cache_bytes") > 0
     if server.device == "cpu":
         assert after.value("heatmap_device_memory_bytes") == 0  # torch holds no device memory
     else:
         assert after.value("heatmap_device_memory_bytes") > 0
-
 
 
 def _status(url: str) -> int:

@@ -10,7 +10,7 @@ from heatmap_client import HeatmapClient
 from heatmap_render import render_heatmaps
 
 METHODS = ["seed", "msra", "udp", "dark"]
-CODECS = ["zstd", "none", "separable"]
+CODECS = ["zstd", "none", "separable", "profile_table"]
 FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 FIXED_POINT = {"uint16": 65535, "uint8": 255}
 

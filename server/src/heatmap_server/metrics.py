@@ -20,6 +20,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from heatmap_render import table_cache_info
+
 __all__ = ["Metrics"]
 
 _LATENCY_BUCKETS = (
@@ -102,6 +104,20 @@ class Metrics:
             "heatmap_stalled_calls", "Calls cut off because the client took no chunk in time",
             registry=registry,
         )
+        self.inline_renders = Counter(
+            "heatmap_inline_renders", "Light requests rendered on the event loop's own thread "
+            "(nothing queued for the device: no hand-offs)", registry=registry,
+        )
+        self.kernel_cache_bytes = Gauge(
+            "heatmap_kernel_cache_bytes", "Bytes the renderer's kernel-table cache holds (tables, "
+            "offsets and keys)", registry=registry,
+        )
+        self.kernel_cache_entries = Gauge(
+            "heatmap_kernel_cache_entries", "Plans in the renderer's kernel-table cache",
+            registry=registry,
+        )
+        self.kernel_cache_bytes.set_function(lambda: float(table_cache_info()["bytes"]))
+        self.kernel_cache_entries.set_function(lambda: float(table_cache_info()["entries"]))
 
     def watch_pool(self, pool) -> None:
         """Gauges of ``pool``'s idle and leased bytes and its idle budget."""

@@ -108,6 +108,7 @@ class Pipeline:
     async def _render(self, job: RenderJob) -> Rendered:
         rendered = self._batcher.render_inline(job)
         if rendered is not None:
+            self._metrics.inline_renders.inc()
             return rendered
         metrics = self._metrics
         metrics.queue_depth.inc()

@@ -18,9 +18,10 @@ the copy to the device; ``batch["heatmaps"].to(device)`` returns the dense tenso
 bit the same. ``HeatmapCollate("local", ...)`` renders in the worker itself (needs the
 ``heatmap-render`` package, which ``heatmap-client[torch]`` installs), dense or separable.
 
-Samples are dicts with ``keypoints`` ``(K, 2)`` (or ``(N, K, 2)``) and optionally ``visibility``
-``(K,)`` (or ``(N, K)``); the batch is collated as torch's ``default_collate`` would, then rendered
-by one ``Render`` call. Samples that are tuples work with integer keys: with
+Samples are dicts with ``keypoints`` ``(K, 2)`` (or ``(N, K, 2)``, samples with different numbers of
+people padded with people never drawn) and optionally ``visibility`` ``(K,)`` (or ``(N, K)``) and a
+per-sample sigma (``sigma_key``); the batch is collated as torch's ``default_collate`` would, then
+its targets are made in one call. Samples that are tuples work with integer keys: with
 ``keypoints_key=1, visibility_key=2`` a sample ``(image, keypoints, visibility)`` becomes the batch
 ``(images, keypoints, visibility, heatmaps, heatmap_weights)`` (``visibility_key=None`` when the
 samples carry none).
@@ -33,32 +34,28 @@ module imports torch; ``import heatmap_client`` alone never does.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-import torch
 from torch.utils.data import default_collate
 
 from heatmap_client import ArgumentError, HeatmapClient, RenderOptions
 from heatmap_client.options import SimccOptions
 
 from .._render_api import KeywordRenderer, RenderCalls
+from .batches import BatchFields, Key
 from .local import LocalRenderer
-from .separable import SeparableHeatmaps, packed_size
+from .targets import SIMCC_KEYS, DenseTargets, SeparableTargets, SimccTargets
 
 __all__ = ["HeatmapCollate"]
 
 # A deadline for every batch when the collate makes its own client from a target.
 DEFAULT_TIMEOUT_S = 30.0
 
-Key = str | int
 LOCAL = "local"
 OUTPUTS = ("dense", "separable")
 TARGETS = ("heatmap", "simcc")
-# mmpose's own batch names for SimCC targets (RTMPose's loss reads them).
-SIMCC_KEYS = ("keypoint_x_labels", "keypoint_y_labels", "keypoint_weights")
 # Dense dtypes a SeparableHeatmaps can expand into: the float32 product rounded once.
 _SEPARABLE_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -76,6 +73,7 @@ class HeatmapCollate:
             used with ``target="simcc"``.
         sigma: a scalar, or one value per keypoint ``(K,)``, in heatmap pixels; with
             ``target="simcc"`` a number or ``(sigma_x, sigma_y)`` in label bins (mmpose's order).
+            Give it, or ``sigma_key``.
         method: ``seed``, ``msra`` (default), ``udp`` or ``dark``.
         coords: ``heatmap`` (default), ``pixel`` (with ``input_size``) or ``normalized``.
         input_size: ``(H_in, W_in)`` of the network input, for ``coords="pixel"`` and for
@@ -83,6 +81,10 @@ class HeatmapCollate:
         keypoints_key: where the keypoints are in a sample: a dict key, or an index for tuples.
         visibility_key: where the visibility is (None: no visibility; a missing dict key is the
             same). A keypoint is drawn when its visibility is at least 0.5.
+        sigma_key: where each sample's own sigma is, instead of one ``sigma`` for all: a number
+            per sample, ``(K,)`` per keypoint, or per person ``(N, 1)`` (CID's and CenterNet's
+            box-sized Gaussians: ``heatmap_render.sigma_from_box(boxes)[:, None]``) or
+            ``(N, K)``.
         heatmaps_key, weights_key: the dict keys the results are stored under.
         dtype: the wire dtype (``float32``, ``float16``, ``bfloat16``, ``uint16``, ``uint8``).
             With ``output="separable"``, the dtype ``.to(device)`` expands into (float32,
@@ -109,12 +111,13 @@ class HeatmapCollate:
         client_or_target: HeatmapClient | str | Any,
         *,
         size: tuple[int, int] | None = None,
-        sigma: float | Sequence[float],
+        sigma: float | Sequence[float] | None = None,
         method: str = "msra",
         coords: str = "heatmap",
         input_size: tuple[int, int] | None = None,
         keypoints_key: Key = "keypoints",
         visibility_key: Key | None = "visibility",
+        sigma_key: Key | None = None,
         heatmaps_key: str = "heatmaps",
         weights_key: str = "heatmap_weights",
         dtype: str = "float32",
@@ -133,10 +136,15 @@ class HeatmapCollate:
             raise ValueError(f"output: expected one of {', '.join(OUTPUTS)}, got {output!r}")
         if target not in TARGETS:
             raise ArgumentError("target", f"expected one of {', '.join(TARGETS)}, got {target!r}")
-        if sigma is None:
-            raise ArgumentError("sigma", "required: a number, or one per keypoint")
-        # Checked here, at construction, so that a bad option fails before the first batch.
-        self.target = target
+        if (sigma is None) == (sigma_key is None):
+            raise ArgumentError(
+                "sigma", "give a sigma (a number, or one per keypoint) or a sigma_key (each "
+                "sample's own), one of them" if sigma is None else "give either sigma or "
+                "sigma_key, not both"
+            )
+        # Checked here, at construction, so that a bad option fails before the first batch; the
+        # kind of targets is chosen here once.
+        self.target, self.output = target, output
         self.options: RenderOptions | None = None
         self.simcc: SimccOptions | None = None
         if target == "simcc":
@@ -144,12 +152,15 @@ class HeatmapCollate:
                 raise ArgumentError("output", "SimCC labels are 1D already: use output='dense'")
             if input_size is None:
                 raise ArgumentError("input_size", "required with target='simcc': (H_in, W_in)")
+            if sigma_key is not None:
+                raise ArgumentError("sigma_key", "SimCC labels take one sigma per axis")
             self.simcc = SimccOptions(
                 input_size=input_size, sigma=sigma, split_ratio=split_ratio, smoothing=smoothing,
                 label_smooth_weight=label_smooth_weight, normalize=normalize, dtype=dtype,
                 codec=codec,
             )
             weights_key = SIMCC_KEYS[2] if weights_key == "heatmap_weights" else weights_key
+            self.targets = SimccTargets(self.simcc, weights_key)
         else:
             if size is None:
                 raise ArgumentError("size", "required: (H, W) of the heatmaps")
@@ -157,15 +168,15 @@ class HeatmapCollate:
                 size=size, sigma=sigma, method=method, coords=coords, input_size=input_size,
                 dtype=dtype, codec=codec,
             )
-        if output == "separable":
-            _check_separable_options(dtype, codec, keep_dtype)
+            keys = (heatmaps_key, weights_key)
+            if output == "separable":
+                _check_separable_options(dtype, codec, keep_dtype)
+                self.targets = SeparableTargets(self.options, keys)
+            else:
+                self.targets = DenseTargets(self.options, keep_dtype, keys)
         self.client = _renderer(client_or_target, timeout, target, output)
-        self.output = output
-        self.keypoints_key = keypoints_key
-        self.visibility_key = visibility_key
-        self.heatmaps_key = heatmaps_key
-        self.weights_key = weights_key
-        self.keep_dtype = keep_dtype
+        self.fields = BatchFields(keypoints_key, visibility_key, sigma_key)
+        self.heatmaps_key, self.weights_key = heatmaps_key, weights_key
         self.timeout = timeout
         self.collate_fn = default_collate if collate_fn is None else collate_fn
 
@@ -178,8 +189,9 @@ class HeatmapCollate:
         return self.add_heatmaps(self.collate(samples))
 
     def collate(self, samples: list[Any]) -> Any:
-        """Collates without rendering: the ``collate_fn`` to use with :meth:`prefetch`."""
-        return self.collate_fn(samples)
+        """Collates without rendering: the ``collate_fn`` to use with :meth:`prefetch`. Samples
+        with fewer people than the most in the batch are padded with people never drawn."""
+        return self.collate_fn(self.fields.padded(samples))
 
     def add_heatmaps(self, batch: Any) -> Any:
         """Renders a collated batch's targets in one call and returns the batch with them added."""
@@ -213,83 +225,14 @@ class HeatmapCollate:
                 for _, future in pending:
                     future.cancel()
 
-    def _lookup(self, batch: Any, key: Key, name: str, required: bool) -> Any:
-        if isinstance(batch, Mapping):
-            if key in batch:
-                return batch[key]
-        elif isinstance(batch, Sequence) and not isinstance(batch, str):
-            if not isinstance(key, int):
-                choices = f"{name}=<index>" + ("" if required else " or None")
-                raise TypeError(
-                    f"{name}: the batch is a {type(batch).__name__}, so samples are tuples; pass "
-                    f"{choices}, got {key!r}"
-                )
-            if -len(batch) <= key < len(batch):
-                return batch[key]
-        else:
-            raise TypeError(
-                f"{name}: expected samples collated into a dict or a tuple, "
-                f"got {type(batch).__name__}"
-            )
-        if required:
-            raise KeyError(f"{name}: the batch has no {key!r}")
-        return None
+    def _render(self, batch: Any) -> tuple[list, dict]:
+        keypoints, visibility, sigma = self.fields.inputs(batch)
+        return self.targets.render(self.client, keypoints, visibility, sigma, self.timeout,
+                                   self.fields.tensors(batch))
 
-    def _render(self, batch: Any) -> tuple[torch.Tensor | SeparableHeatmaps, torch.Tensor]:
-        keypoints = _to_numpy(self._lookup(batch, self.keypoints_key, "keypoints_key", True))
-        visibility = None
-        if self.visibility_key is not None:
-            visibility = self._lookup(batch, self.visibility_key, "visibility_key", False)
-            if visibility is not None:
-                visibility = _to_numpy(visibility)
-        if self.target == "simcc":
-            return self._render_simcc(keypoints, visibility)
-        if self.output == "separable":
-            return self._render_profiles(keypoints, visibility)
-        result = self.client.render_with(
-            self.options, keypoints, visibility=visibility, timeout=self.timeout,
-            keep_dtype=self.keep_dtype,
-        )
-        if hasattr(result, "to_torch"):
-            return result.to_torch()
-        return torch.as_tensor(result.heatmaps), torch.as_tensor(result.weights)
-
-    def _render_profiles(
-        self, keypoints: np.ndarray, visibility: np.ndarray | None
-    ) -> tuple[SeparableHeatmaps, torch.Tensor]:
-        result = self.client.render_profiles_with(
-            self.options, keypoints, visibility=visibility, timeout=self.timeout
-        )
-        row_table, col_table, row_index, col_index = (torch.as_tensor(part)
-                                                      for part in result.tables)
-        weights = torch.as_tensor(result.weights)
-        # The targets and their weights in one storage: a batch pays per storage it moves
-        # between processes (a shared-memory segment and a file descriptor each way).
-        size = packed_size(tuple(row_index.shape), (row_table.shape[1], col_table.shape[1]),
-                           row_table.shape[0], col_table.shape[0])
-        flat = torch.empty(size + weights.numel(), dtype=torch.float32)
-        heatmaps = SeparableHeatmaps.from_table(row_table, row_index, col_table, col_index,
-                                                dtype=self.options.dtype, out=flat[:size])
-        return heatmaps, flat[size:].view(weights.shape).copy_(weights)
-
-    def _render_simcc(
-        self, keypoints: np.ndarray, visibility: np.ndarray | None
-    ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-        result = self.client.render_simcc_with(
-            self.simcc, keypoints, visibility=visibility, timeout=self.timeout
-        )
-        labels = (torch.as_tensor(result.x_labels), torch.as_tensor(result.y_labels))
-        return labels, torch.as_tensor(result.weights)
-
-    def _attach(self, batch: Any, rendered: tuple[Any, torch.Tensor]) -> Any:
-        targets, weights = rendered
-        if self.target == "simcc":
-            names, values = SIMCC_KEYS[:2], targets
-        else:
-            names, values = (self.heatmaps_key,), (targets,)
-        if isinstance(batch, Mapping):
-            return {**batch, **dict(zip(names, values)), self.weights_key: weights}
-        return (*batch, *values, weights)
+    def _attach(self, batch: Any, rendered: tuple[list, dict]) -> Any:
+        named, replaced = rendered
+        return self.fields.attach(batch, named, replaced)
 
 
 def _renderer(
@@ -338,9 +281,3 @@ def _check_separable_options(dtype: str, codec: str, keep_dtype: bool) -> None:
             f"codec: output='separable' receives zstd-packed profiles (codec 'separable'); "
             f"got {codec!r}"
         )
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)

@@ -186,6 +186,16 @@ class SeparableHeatmaps(torch.Tensor):
         """The dense tensor on the CPU."""
         return self.to("cpu")
 
+    def float(self) -> torch.Tensor:  # noqa: A003 - Tensor's own name
+        """The dense float32 tensor where the tables are."""
+        return self.dense(dtype=torch.float32)
+
+    def half(self) -> torch.Tensor:
+        return self.dense(dtype=torch.float16)
+
+    def bfloat16(self) -> torch.Tensor:
+        return self.dense(dtype=torch.bfloat16)
+
     def numpy(self, *, force: bool = False):
         """The dense tensor as a numpy array (on the CPU)."""
         return self.cpu().numpy(force=force)
