@@ -3,9 +3,12 @@
 The image builds as an air-gapped cluster builds it: the base is a Debian bookworm made by
 ``debootstrap`` (python3, python3-venv; the mirror is the one this machine's apt configuration
 names) and every wheel comes from ``make wheelhouse``, installed with no index. Then, from the
-host: ``docker compose up -d`` serves on 127.0.0.1:50051 and the demo loader exits 0; two more
-replicas each serve part of a second loader run; ``stop`` ends every server with exit code 0
-(nothing killed after the grace period); the server process is not root.
+host: ``docker compose up -d`` serves on 127.0.0.1:50051 (published on loopback only, HOST_ADDRESS
+unset) and the demo loader exits 0; two more replicas each serve part of a second loader run;
+``stop`` ends every server with exit code 0 (nothing killed after the grace period); the server
+process is not root. And the server as the Kubernetes cpu overlay runs it: its environment, its
+user, a read-only root with only its emptyDir mounts writable, no capabilities, no privilege
+escalation; it serves the loader and exits 0 inside the pod's termination grace.
 
 Runs wherever a Docker engine answers or can be started (as root, with ``dockerd`` installed: it is
 started here and stopped again), and skips with its reason elsewhere. The base image (tag
@@ -33,6 +36,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from deployment_files import K8S, k8s_env, kustomize, only, prestop_seconds, server_container
 from probes import free_port, scrape
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -253,10 +257,10 @@ class Project:
         self.name = f"heatmap-e2e-{uuid.uuid4().hex[:8]}"
         self.grpc_port = _port_or_free(50051)
         self.metrics_port = _port_or_free(9100)
+        # HOST_ADDRESS unset: the compose file's default, loopback only.
         self.env = {name: value for name, value in os.environ.items()
-                    if not name.startswith(("COMPOSE_", "DOCKER_"))}
-        self.env.update(HEATMAP_SERVICE_IMAGE=image, HOST_ADDRESS="127.0.0.1",
-                        HOST_GRPC_PORT=str(self.grpc_port),
+                    if not name.startswith(("COMPOSE_", "DOCKER_")) and name != "HOST_ADDRESS"}
+        self.env.update(HEATMAP_SERVICE_IMAGE=image, HOST_GRPC_PORT=str(self.grpc_port),
                         HOST_METRICS_PORT=str(self.metrics_port))
         self.tool = [*_compose_tool(), "-p", self.name, "-f", str(ROOT / "docker-compose.yml")]
 
@@ -304,6 +308,10 @@ def test_image_and_compose_on_a_real_engine(image):
         assert cli.returncode == 0, cli.stdout + cli.stderr
         (server,) = project.containers("server")
         (loader,) = project.containers("loader")
+        for port in ("50051", "9100"):
+            published = _ok(["docker", "port", server, port], 30).split()
+            assert [address.rsplit(":", 1)[0] for address in published] == ["127.0.0.1"], \
+                f"{port} published on {published}, not on loopback only"
         code = _ok(["docker", "wait", loader], 600).strip()
         assert code == "0", f"loader exit {code}\n{project.logs()}"
         assert "samples/s" in _ok(["docker", "logs", loader], 60)
@@ -327,6 +335,7 @@ def test_image_and_compose_on_a_real_engine(image):
         for index in range(1, REPLICAS + 1):
             published = project("port", "--index", str(index), "replica", "50051",
                                 replicas=True).strip()
+            assert published.startswith("127.0.0.1:"), published
             assert _health(published) == "SERVING", published
         metrics = {server: project.metrics_port}
         for replica in replicas:
@@ -348,3 +357,58 @@ def test_image_and_compose_on_a_real_engine(image):
                                 f"{_logs(container)}"
     finally:
         project("down", "-v", "--remove-orphans", replicas=True, timeout=300, check=False)
+
+
+# --- the Kubernetes pod's settings on the image ------------------------------------------------
+
+def _pod_run_args(deployment: dict) -> list[str]:
+    """``docker run`` flags for what the pod's spec asks of the server container."""
+    pod = deployment["spec"]["template"]["spec"]
+    container = server_container(deployment)
+    context = {**pod["securityContext"], **container["securityContext"]}
+    args = ["--user", f"{context['runAsUser']}:{context['runAsGroup']}",
+            "--cap-drop", "ALL"]
+    if context["readOnlyRootFilesystem"]:
+        args.append("--read-only")
+    if context["allowPrivilegeEscalation"] is False:
+        args += ["--security-opt", "no-new-privileges"]
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        assert "emptyDir" in volumes[mount["name"]], mount  # the only kind the overlays use
+        args += ["--tmpfs", mount["mountPath"]]  # world-writable, as an emptyDir is
+    for name, value in k8s_env(container).items():
+        args += ["--env", f"{name}={value}"]
+    return args
+
+
+@pytest.mark.packaging
+@pytest.mark.timeout(600)
+def test_image_runs_as_the_kubernetes_pod(image):
+    """Read-only root, the pod's user and environment, no capabilities: it serves and drains."""
+    deployment = only(kustomize(K8S / "overlays" / "cpu"), "Deployment")
+    container = server_container(deployment)
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    name = f"heatmap-e2e-pod-{uuid.uuid4().hex[:8]}"
+    _ok(["docker", "run", "-d", "--name", name, *_pod_run_args(deployment),
+         "-p", f"127.0.0.1::{ports['grpc']}", image, *container["args"]], 120)
+    try:
+        target = _ok(["docker", "port", name, str(ports["grpc"])], 30).split()[0]
+        assert _poll(lambda: _inspect(name, "{{.State.Health.Status}}") == "healthy", 120), \
+            _logs(name)
+        assert _health(target, "heatmap.v1.HeatmapRenderer") == "SERVING"
+        loader = _run([sys.executable, "examples/loader.py", "--target", f"dns:///{target}",
+                       "--batches", "3", "--num-workers", "1"], 300, cwd=ROOT)
+        assert loader.returncode == 0 and "samples/s" in loader.stdout, \
+            loader.stdout + loader.stderr + _logs(name)
+        # Nothing but the emptyDir mounts is writable.
+        probe = _run(["docker", "exec", name, "sh", "-c", "touch /app/x"], 60)
+        assert probe.returncode != 0 and "Read-only file system" in probe.stderr, probe.stderr
+        for mount in container["volumeMounts"]:
+            _ok(["docker", "exec", name, "touch", f"{mount['mountPath']}/x"], 60)
+        # The kubelet's SIGKILL comes terminationGracePeriodSeconds after the preStop hook began.
+        _ok(["docker", "stop", "-t", str(int(grace - prestop_seconds(container))), name], 120)
+        code = _inspect(name, "{{.State.ExitCode}}")
+        assert code == "0", f"exit {code}\n{_logs(name)}"
+    finally:
+        _run(["docker", "rm", "-f", name], 60)
