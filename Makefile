@@ -55,7 +55,7 @@ FROM_WHEELS := $(if $(FIND_LINKS),--no-index --find-links $(FIND_LINKS))
 
 install-packages:
 	$(PIP) install --quiet $(FROM_WHEELS) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==$(TORCH_VERSION)
-	$(PIP) install --quiet $(FROM_WHEELS) $(EDITABLE) ./render $(EDITABLE) './client[preview,torch]' \
+	$(PIP) install --quiet $(FROM_WHEELS) $(EDITABLE) ./render $(EDITABLE) './client[preview,progress,torch]' \
 		$(EDITABLE) ./server $(DEV_REQUIREMENTS)
 
 # Every wheel the image installs, for `docker build` with no index (see the Dockerfile):
