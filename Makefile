@@ -104,5 +104,56 @@ bench: $(STAMP)
 	$(BIN)/python bench/render.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(MMPOSE_VENV) .pytest_cache .hypothesis
 	rm -f $(WHEELHOUSE)/*.whl
+
+# ---------------------------------------------------------------------------------------------
+# mmpose: the drop-in (heatmap_render.mmpose) checked against the real mmpose 1.3.2, in a venv
+# of its own, .venv-mmpose (numpy < 2, mmcv-lite): mmpose is never a dependency of our packages.
+#   make mmpose-venv    build it (once; ~2 minutes, ~1.6 GB)
+#   make test-mmpose    tests/mmpose in it (they skip in the main venv, which has no mmpose)
+#   make bench-mmpose   bench/mmpose.py: mmpose's pipeline vs the drop-in codecs vs the device
+#                       preprocessor
+# Versions: requirements-mmpose.txt (constraints; it says why the steps are these).
+MMPOSE_VENV ?= .venv-mmpose
+MMPOSE_BIN := $(MMPOSE_VENV)/bin
+MMPOSE_STAMP := $(MMPOSE_VENV)/.installed
+MMPOSE_PIP = $(MMPOSE_BIN)/python -m pip install --quiet $(FROM_WHEELS) -c requirements-mmpose.txt
+# What mmpose.codecs, mmpose.registry, mmpose.models and the tests import; their versions and
+# everything they pull in come from the constraints.
+MMPOSE_DEPS := numpy mmengine mmcv-lite xtcocotools scipy munkres json_tricks six pycocotools \
+	shapely terminaltables tqdm setuptools pytest pytest-timeout
+
+.PHONY: mmpose-venv mmpose-packages test-mmpose bench-mmpose
+
+mmpose-venv: $(MMPOSE_STAMP)
+
+# The same lock-and-stamp build as $(STAMP) above; the lock file lives inside the venv's folder.
+$(MMPOSE_STAMP): requirements-mmpose.txt render/pyproject.toml client/pyproject.toml \
+		server/pyproject.toml
+ifeq ($(MMPOSE_LOCK_HELD),)
+	@mkdir -p $(MMPOSE_VENV)
+	@$(PYTHON) -c "$$WITH_LOCK" $(MMPOSE_VENV)/.install.lock $(MAKE) --no-print-directory \
+		MMPOSE_LOCK_HELD=1 $(MMPOSE_STAMP)
+else
+	$(PYTHON) -m venv $(MMPOSE_VENV)
+	$(MAKE) --no-print-directory mmpose-packages
+	touch $(MMPOSE_STAMP)
+endif
+
+# torch first and pinned (as for .venv); then mmpose's runtime; then mmpose and mmdet without
+# their declared requirements (chumpy, torchvision: see requirements-mmpose.txt); then our
+# renderer, editable, whose requirements (torch, numpy) are already there; then the client and
+# the server, for the tests that ask the service (tests/mmpose/test_mmpose_service.py).
+mmpose-packages:
+	$(MMPOSE_PIP) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==$(TORCH_VERSION)
+	$(MMPOSE_PIP) $(MMPOSE_DEPS)
+	$(MMPOSE_PIP) --no-deps mmpose mmdet
+	$(MMPOSE_PIP) --no-deps -e ./render
+	$(MMPOSE_PIP) -e ./client -e ./server
+
+test-mmpose: $(MMPOSE_STAMP)
+	$(MMPOSE_BIN)/python -m pytest tests/mmpose
+
+bench-mmpose: $(MMPOSE_STAMP)
+	$(MMPOSE_BIN)/python bench/mmpose.py

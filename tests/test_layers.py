@@ -7,6 +7,7 @@ each layer really loads.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import subprocess
@@ -122,3 +123,11 @@ def test_importing_a_layer_loads_nothing_above_it(module, absent):
     loaded = _loaded(module)
     assert not {name for name in loaded for prefix in absent
                 if name == prefix or name.startswith(prefix + ".")}, loaded
+
+
+@pytest.mark.parametrize("package", ["heatmap_render", "heatmap_client", "heatmap_server"])
+def test_every_public_name_exists(package):
+    """``from package import *`` works: each name in ``__all__`` is really there."""
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert not missing, missing

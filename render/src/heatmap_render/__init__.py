@@ -60,7 +60,6 @@ __all__ = [
     "check_render_args",
     "check_simcc_args",
     "clear_table_cache",
-    "compact_table",
     "concatenate_render_args",
     "expand_profiles",
     "gaussian_radius",
