@@ -18,6 +18,7 @@ from heatmap_client.requests import build_request
 from heatmap_client.wire import (
     HeatmapLayout,
     ProfilesLayout,
+    ProfileTableLayout,
     SimccLayout,
     codec_by_name,
     dtype_by_name,
@@ -42,7 +43,8 @@ def render_job(args, *, dtype: str = "float32", codec: str = "zstd"):
         layout = SimccLayout(chosen, wire, lead, label_width=label_width,
                              label_height=label_height)
     else:
-        family = ProfilesLayout if chosen.separable else HeatmapLayout
+        family = (ProfileTableLayout if chosen.name == "profile_table"
+                  else ProfilesLayout if chosen.separable else HeatmapLayout)
         layout = family(chosen, wire, lead, *args.size)
     return RenderJob(args=args, layout=layout, request_id=0, arrived=time.perf_counter())
 

@@ -28,6 +28,14 @@ def test_cache_is_filled_bounded_and_cleared(device, method):
     assert torch.equal(first.heatmaps, rebuilt.heatmaps)
 
 
+def test_dark_keeps_no_table(device):
+    """dark evaluates each keypoint at its own float centre over the whole axis: no window."""
+    keypoints = torch.from_numpy(random_keypoints(9, (2, 6), (24, 20))).to(device)
+    clear_table_cache()
+    render_heatmaps(keypoints, (24, 20), 2.0, method="dark")
+    assert table_cache_info()["entries"] == 0
+
+
 def test_tables_are_per_sigma_set_and_size(device):
     keypoints = torch.from_numpy(random_keypoints(9, (1, 3), (24, 20))).to(device)
     clear_table_cache()

@@ -235,3 +235,25 @@ def test_one_bad_value_among_per_instance_sigmas_is_refused(device, bad):
     with pytest.raises(RenderArgumentError, match="^sigma: ") as caught:
         render_heatmaps(keypoints, SIZE, sigma)
     assert caught.value.argument == "sigma"
+
+
+@pytest.mark.parametrize("shape", [(40,), (2, 40)])
+def test_a_long_per_keypoint_sigma_is_keyed_by_its_distinct_values(device, monkeypatch, shape):
+    """Past SHARED_MAX_KEYPOINTS, one sigma per keypoint is per element: its plan is keyed by its
+    two distinct values, not by a key as long as the request, and renders the same."""
+    import heatmap_render.sigma as sigma_module
+
+    keypoints = torch.from_numpy(random_keypoints(5, (2, 40), SIZE)).to(device)
+    values = np.where(np.arange(40) % 2 == 0, 1.5, 2.5).astype(np.float32)
+    sigma = torch.from_numpy(np.broadcast_to(values, shape).copy()).to(device)
+    shared = render_heatmaps(keypoints, SIZE, sigma)
+    monkeypatch.setattr(sigma_module, "SHARED_MAX_KEYPOINTS", 8)
+    args = check_render_args(keypoints, SIZE, sigma, method="msra", coords="heatmap",
+                             input_size=None, visibility=None, dtype=torch.float32)
+    assert args.sigmas == () and args.sample_sigmas is not None
+    clear_table_cache()
+    per_element = render_heatmaps(keypoints, SIZE, sigma)
+    assert torch.equal(per_element.heatmaps, shared.heatmaps)
+    assert torch.equal(per_element.weights, shared.weights)
+    assert table_cache_info()["entries"] == 1
+    assert table_cache_info()["bytes"] < 64 * 1024  # two sigmas' rows, no per-keypoint key

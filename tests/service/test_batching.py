@@ -13,6 +13,7 @@ import torch
 from heatmap_client import HeatmapClient
 from heatmap_render import check_render_args, render_heatmaps
 from heatmap_server import device as device_module
+from heatmap_server import pieces as pieces_module
 from heatmap_server.batching import Batcher, QueueFull
 from heatmap_server.buffers import BufferPool
 from heatmap_server.jobs import RenderJob
@@ -329,7 +330,7 @@ def test_pieces_of_any_size_render_exactly_the_whole(device, monkeypatch, piece_
         whole = asyncio.run(batcher.render(job))
         expected = [whole.arrays[0].copy(), whole.weights.copy()]
         whole.release()
-        monkeypatch.setattr(device_module, "PIECE_WORK", piece_work)
+        monkeypatch.setattr(pieces_module, "PIECE_WORK", piece_work)
         pieces = asyncio.run(batcher.render(job))
     finally:
         batcher.close()
@@ -339,7 +340,7 @@ def test_pieces_of_any_size_render_exactly_the_whole(device, monkeypatch, piece_
 
 
 def test_a_render_whose_callers_all_went_away_stops_at_a_piece_boundary(device, monkeypatch):
-    monkeypatch.setattr(device_module, "PIECE_WORK", 64 * 64)  # one keypoint plane per piece
+    monkeypatch.setattr(pieces_module, "PIECE_WORK", 64 * 64)  # one keypoint plane per piece
     batcher = Batcher(device, max_delay_us=0)
     rendered = []
     real = device_module.DeviceRenderer._render_piece

@@ -3,6 +3,8 @@ RESOURCE_EXHAUSTED naming the field (and the client names the argument), and kee
 
 from __future__ import annotations
 
+import math
+
 import grpc
 import numpy as np
 import pytest
@@ -90,6 +92,9 @@ def _simcc_on_a_heatmap() -> pb.RenderRequest:
         (lambda: _with(codec=pb.CODEC_SEPARABLE), "codec"),
         (lambda: _with(target=7), "target"),
         (lambda: _with(dtype=pb.DTYPE_UINT8, simcc__sigma_x=0.2, simcc__normalize=True), "dtype"),
+        # A normalised peak of 4e5 would be inf in float16: never in an OK reply.
+        (lambda: _with(dtype=pb.DTYPE_FLOAT16, simcc__sigma_x=1e-6, simcc__sigma_y=1e-6,
+                       simcc__normalize=True), "dtype"),
         (_without_simcc, "simcc"),
         (_with_sigma_map, "sigma_map"),
         (_simcc_on_a_heatmap, "simcc"),
@@ -161,6 +166,7 @@ def test_the_client_names_the_argument_in_the_users_words(live_server):
         (dict(dtype="int8"), "dtype"),
         (dict(codec="separable"), "codec"),
         (dict(sigma=0.3, dtype="uint8"), "dtype"),  # a normalised peak of 1.33
+        (dict(sigma=1e-6, dtype="float16"), "dtype"),  # a peak of 4e5: inf in float16
     ],
 )
 def test_the_client_refuses_before_sending(options, argument):
@@ -170,3 +176,14 @@ def test_the_client_refuses_before_sending(options, argument):
             client.render_simcc(KEYPOINTS, **arguments)
     assert caught.value.argument == argument
     assert str(caught.value).startswith(f"{argument}: ")
+
+
+def test_the_largest_peak_float16_holds_arrives_finite(live_server):
+    """Just inside float16's range is served, finite; just outside, the client refuses."""
+    sigma = 1.001 / (65504.0 * math.sqrt(2 * math.pi))  # a peak just under 65504
+    with HeatmapClient(live_server.target, timeout=30) as client:
+        result = client.render_simcc(KEYPOINTS, INPUT_SIZE, sigma, dtype="float16")
+        assert np.isfinite(result.x_labels).all() and np.isfinite(result.y_labels).all()
+        assert result.x_labels.max() > 60000
+        with pytest.raises(ArgumentError, match="float16 holds finite values up to 65504"):
+            client.render_simcc(KEYPOINTS, INPUT_SIZE, sigma / 1.002, dtype="float16")

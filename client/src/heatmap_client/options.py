@@ -313,11 +313,12 @@ class SimccOptions(_KeywordOptions):
             raise ArgumentError(
                 "codec", "SimCC labels travel as zstd or none; separable is for heatmaps"
             )
-        if wire.scale is not None and self.peak > 1:
+        if not wire.holds(self.peak):
+            # Fixed point would clip or wrap, float16 would carry inf in an OK reply.
             raise ArgumentError(
                 "dtype",
-                f"{self.dtype} holds values up to 1, but normalised labels with sigma "
-                f"{min(self.sigma)!r} peak at {self.peak:.6g}; use a floating dtype",
+                f"{wire.range_text()}, but normalised labels with sigma {min(self.sigma)!r} "
+                f"peak at {self.peak:.6g}; use float32 (or a larger sigma)",
             )
         sigma_x, sigma_y = self.sigma
         set_field(self, "request_fields", dict(

@@ -20,26 +20,22 @@ Per method, with ``u`` the keypoint in heatmap pixels (see ``coordinates.py``):
 Sigma is one value, one per keypoint, or one per sample, instance and keypoint
 (``RenderArgs.sample_sigmas``). Per-element sigmas with few distinct values (real data: a handful
 of box sizes or classes) still render from cached tables, one block per distinct value; many
-distinct values are evaluated directly at the request's own centres, with the same formula. The
-exponents are evaluated in float64 in blocks of at most ``BLOCK_ELEMENTS``, so that a request's
-scratch memory stays bounded whatever its size; only the float32 profiles grow with it.
+distinct values are evaluated directly at the request's own centres, with the same formula, window
+by window (``direct.py``).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 
 from .coordinates import heatmap_coordinates
-from .kernels import PLAN_MAX_ELEMENTS, axis_outside, axis_profiles, plan_elements, window_plan
-from .sigma import max_sigma
+from .direct import dark_axes, udp_from_distances, windowed_axes
+from .kernels import PLAN_MAX_ELEMENTS, plan_elements, window_plan
 from .validate import RenderArgs, check_render_args
 
 __all__ = [
-    "BLOCK_ELEMENTS",
     "compact_table",
     "ProfileTable",
     "Profiles",
@@ -51,9 +47,6 @@ __all__ = [
 
 # Per-element sigmas render from a table while they have at most this many distinct values.
 TABLE_MAX_SIGMAS = 16
-
-# float64 scratch elements per block of a directly evaluated axis (8 MB each).
-BLOCK_ELEMENTS = 1 << 20
 
 
 class Profiles(NamedTuple):
@@ -101,16 +94,11 @@ class _Axis(NamedTuple):
     from_plan: bool  # table is a shared kernel table (few distinct rows), not one per keypoint
 
     def profiles(self) -> torch.Tensor:
+        if not self.from_plan:  # one row per profile, in order: the table is the profiles
+            return self.table.view(*self.index.shape, self.table.shape[1])
         return self.table.index_select(0, self.index.reshape(-1)).view(
             *self.index.shape, self.table.shape[1]
         )
-
-
-def _sigma_field(args: RenderArgs, device: torch.device) -> torch.Tensor:
-    """Sigma in float64, broadcastable against ``(B, N, K)``: ``(K or 1,)`` or ``(B, N, K)``."""
-    if args.sample_sigmas is not None:
-        return args.sample_sigmas.to(device)
-    return torch.tensor(args.sigmas, dtype=torch.float64, device=device)
 
 
 def _table_sigmas(args: RenderArgs) -> tuple[tuple[float, ...], torch.Tensor | None] | None:
@@ -125,22 +113,6 @@ def _table_sigmas(args: RenderArgs) -> tuple[tuple[float, ...], torch.Tensor | N
     if distinct.numel() > TABLE_MAX_SIGMAS:
         return None
     return tuple(distinct.tolist()), inverse
-
-
-def _blocked(count: int, length: int, make: Callable[[slice], torch.Tensor],
-             device: torch.device) -> torch.Tensor:
-    """``(count, length)`` float32 made ``make(block)`` by block of at most ``BLOCK_ELEMENTS``."""
-    out = torch.empty((count, length), dtype=torch.float32, device=device)
-    step = max(1, BLOCK_ELEMENTS // max(length, 1))
-    for start in range(0, count, step):
-        block = slice(start, min(start + step, count))
-        out[block] = make(block)
-    return out
-
-
-def _flat(values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """``values`` broadcast to ``shape`` and flattened to one element per keypoint."""
-    return values.expand(shape).reshape(-1)
 
 
 def _windowed(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | None):
@@ -161,105 +133,24 @@ def _windowed(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | No
         (x_axis, y_axis), base = plan.axes, plan.y_base
         axes = [_Axis(x_axis.table, rows[..., 0], True),
                 _Axis(y_axis.table, rows[..., 1] - base, True)]
-    else:
-        axes, outside = _windowed_directly(args, kind, centre, draw_ok)
-    if kind == "offset":
-        axes = [_udp(args, coords, centre, axis, plane) for axis, plane in enumerate(axes)]
-    return axes, outside
+        if kind == "offset":  # udp: the plan holds distances; a row per sub-pixel centre
+            axes = [_own_rows(udp_from_distances(args, coords, centre, axis, plane.table,
+                                                 plane.index), coords.shape[:-1])
+                    for axis, plane in enumerate(axes)]
+        return axes, outside
+    # A table too large to keep, or for too many distinct sigmas: each keypoint's own window.
+    tables, outside = windowed_axes(args, kind, coords, centre, draw_ok)
+    return [_own_rows(table, centre.shape[:-1]) for table in tables], outside
 
 
-def _windowed_directly(args: RenderArgs, kind: str, centre: torch.Tensor,
-                       draw_ok: torch.Tensor | None):
-    """The windowed profiles evaluated at the request's own centres, for configurations whose
-    table would be too large to keep (see ``PLAN_MAX_ELEMENTS``) or per-element sigmas with many
-    distinct values; same formula, same values."""
-    shape = centre.shape[:-1]
-    # Farther centres all give empty, outside rows.
-    reach = max(args.size) + 3 * max_sigma(args.sigmas, args.sample_sigmas) + 2
-    mu = torch.trunc(centre).clamp(-reach, reach).to(torch.float64)
-    sigma = _flat(_sigma_field(args, centre.device), shape)
-    count = sigma.numel()
-    lengths = (args.size[1], args.size[0])
-    missed = [axis_outside(mu[..., axis].reshape(-1), sigma, length).view(shape)
-              for axis, length in enumerate(lengths)]
-    outside = missed[0] | missed[1]
-    drawn = _flat(~outside if draw_ok is None else draw_ok & ~outside, shape)
-    fill = 0.0 if kind == "window" else math.inf
-    dtype = torch.float32 if kind == "window" else torch.float64
-    axes = []
-    for axis, length in enumerate(lengths):
-        centres = mu[..., axis].reshape(-1)
-
-        def block(rows: slice, centres=centres, length=length) -> torch.Tensor:
-            values, _ = axis_profiles(centres[rows, None], sigma[rows, None], length, kind)
-            return torch.where(drawn[rows, None], values, fill)
-
-        if dtype == torch.float32:
-            table = _blocked(count, length, block, centre.device)
-        else:  # udp's distances, made into float32 profiles by _udp block by block as well
-            table = torch.empty((count, length), dtype=dtype, device=centre.device)
-            step = max(1, BLOCK_ELEMENTS // max(length, 1))
-            for start in range(0, count, step):
-                rows = slice(start, min(start + step, count))
-                table[rows] = block(rows)
-        index = torch.arange(count, device=centre.device).view(shape)
-        axes.append(_Axis(table, index, False))
-    return axes, outside
-
-
-def _udp(args: RenderArgs, coords: torch.Tensor, centre: torch.Tensor, axis: int,
-         plane: _Axis) -> _Axis:
-    """UDP: ``exp(-(d - f)^2 / (2 sigma^2))`` with ``d`` the distance from the kernel centre (a
-    table row, ``+inf`` off the window, which gives exactly 0) and ``f = u - mu`` the sub-pixel
-    offset; one float32 row per keypoint, evaluated in float64 block by block."""
-    shape = coords.shape[:-1]
-    fraction = (coords[..., axis] - torch.trunc(centre[..., axis])).to(torch.float64).reshape(-1)
-    two_var = _flat(2 * _sigma_field(args, coords.device) ** 2, shape)
-    length = plane.table.shape[1]
-    index = plane.index.reshape(-1)
-
-    def block(rows: slice) -> torch.Tensor:
-        distances = plane.table.index_select(0, index[rows])
-        values = torch.exp(-((distances - fraction[rows, None]) ** 2) / two_var[rows, None])
-        return values.to(torch.float32)
-
-    table = _blocked(index.numel(), length, block, coords.device)
-    return _Axis(table, torch.arange(index.numel(), device=coords.device).view(shape), False)
+def _own_rows(table: torch.Tensor, shape: torch.Size) -> _Axis:
+    """An axis whose table holds one row per profile, in order."""
+    return _Axis(table, torch.arange(table.shape[0], device=table.device).view(shape), False)
 
 
 def _dark(args: RenderArgs, coords: torch.Tensor, draw_ok: torch.Tensor | None):
-    """Both axes of ``dark``: the Gaussian at the float centre over the whole axis.
-
-    There is no window to tabulate (the centre is continuous), but the work is O(K * (H + W)),
-    negligible beside the O(K * H * W) product.
-    """
-    device, shape = coords.device, coords.shape[:-1]
-    sigma = _sigma_field(args, device)
-    # 3 sigma in float64, then rounded to the keypoints' dtype, as mmpose's radius.
-    radius = (3 * sigma).to(coords.dtype)
-    lengths = (args.size[1], args.size[0])
-    outside = None
-    for axis, length in enumerate(lengths):
-        # mmpose tests the 3-sigma box in the keypoints' precision: left >= L, right < 0.
-        left = coords[..., axis] - radius
-        right = coords[..., axis] + radius + 1
-        missed = (left >= length) | (right < 0)
-        outside = missed if outside is None else outside | missed
-    drawn = _flat(~outside if draw_ok is None else draw_ok & ~outside, shape)
-    two_var = _flat(2 * sigma**2, shape)
-    count = drawn.numel()
-    axes = []
-    for axis, length in enumerate(lengths):
-        pixels = torch.arange(length, dtype=torch.float64, device=device)
-        centres = coords[..., axis].to(torch.float64).reshape(-1)
-
-        def block(rows: slice, pixels=pixels, centres=centres) -> torch.Tensor:
-            values = torch.exp(-((pixels - centres[rows, None]) ** 2) / two_var[rows, None])
-            return values.to(torch.float32) * drawn[rows, None]
-
-        table = _blocked(count, length, block, device)
-        axes.append(_Axis(table, torch.arange(count, device=device).view(shape), False))
-    return axes, outside
+    tables, outside = dark_axes(args, coords, draw_ok)
+    return [_own_rows(table, coords.shape[:-1]) for table in tables], outside
 
 
 def _render_axes(args: RenderArgs) -> tuple[list[_Axis], torch.Tensor]:

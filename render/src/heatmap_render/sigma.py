@@ -24,6 +24,7 @@ from .errors import RenderArgumentError
 from .inputs import as_tensor
 
 __all__ = [
+    "SHARED_MAX_KEYPOINTS",
     "SIGMA_MIN",
     "SigmaSpec",
     "check_sigma",
@@ -32,6 +33,12 @@ __all__ = [
 ]
 
 SIGMA_MIN = 1e-20
+
+# One sigma per keypoint is kept as a shared tuple (a cached plan's key, and what coalescing
+# compares) up to this many keypoints: whole-body sets have 133. Longer ones are per element, whose
+# plans are keyed by their few distinct values, so that a large request cannot make a key as large
+# as itself.
+SHARED_MAX_KEYPOINTS = 1024
 
 
 class SigmaSpec:
@@ -112,7 +119,7 @@ def check_sigma(
     check_sigma_values(tensor, float(max(size)))
     if tensor.ndim == 0:
         return SigmaSpec((float(tensor),), None)
-    if tensor.ndim == 1:
+    if tensor.ndim == 1 and num_keypoints <= SHARED_MAX_KEYPOINTS:
         return SigmaSpec(tuple(tensor.tolist()), None)
     full = tensor.expand(target)
     if not has_instances:
@@ -126,7 +133,8 @@ def check_sigma(
         values = first.reshape(-1)
         if bool((values == values[0]).all()):
             return SigmaSpec((float(values[0]),), None)
-        return SigmaSpec(tuple(values.tolist()), None)
+        if num_keypoints <= SHARED_MAX_KEYPOINTS:
+            return SigmaSpec(tuple(values.tolist()), None)
     return SigmaSpec((), full.contiguous().to(points.device))
 
 

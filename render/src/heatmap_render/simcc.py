@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .batch import PerSampleFields
+from .direct import BLOCK_ELEMENTS
 from .errors import RenderArgumentError
 from .inputs import as_tensor, check_hw, check_keypoints, check_visibility, drawn_finite
 from .kernels import PLAN_MAX_ELEMENTS, cached_table
@@ -245,8 +246,17 @@ def _gaussian_axis(centre: torch.Tensor, sigma: float, length: int, normalize: b
     centre = centre.clamp(lowest, highest)
     rows = highest - lowest + 1
     if rows * length > PLAN_MAX_ELEMENTS:
-        labels = _gaussian_rows(centre.reshape(-1, 1), sigma, length, normalize)
-        return labels.view(*centre.shape, length) * drawn[..., None]
+        # Too long a table to keep: each label row at its own centre, the float64 scratch in
+        # blocks of at most BLOCK_ELEMENTS.
+        centres, drawn_rows = centre.reshape(-1, 1), drawn.reshape(-1, 1)
+        labels = torch.empty((centres.shape[0], length), dtype=torch.float32,
+                             device=centre.device)
+        step = max(1, BLOCK_ELEMENTS // length)
+        for start in range(0, centres.shape[0], step):
+            block = slice(start, start + step)
+            labels[block] = _gaussian_rows(centres[block], sigma, length, normalize) \
+                * drawn_rows[block]
+        return labels.view(*centre.shape, length)
     key = ("simcc", sigma, length, normalize, str(centre.device))
     table = cached_table(key, lambda: _gaussian_table(sigma, length, normalize, centre.device))
     index = torch.where(drawn, (centre - lowest).long(), rows)  # the last row is all zeros

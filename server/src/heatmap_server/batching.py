@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .buffers import BufferPool
-from .device import PIECE_WORK, Abandoned, DeviceRenderer
+from .device import Abandoned, DeviceRenderer
 from .jobs import Rendered, RenderJob
+from .pieces import PIECE_WORK
 
 __all__ = [
     "INLINE_WORK",

@@ -5,20 +5,19 @@ returns to the pool when the last caller has encoded its slice. On the CPU the r
 straight into that buffer (float) or through a scratch that is quantised into it (fixed point). On
 CUDA every piece is rendered and converted on the device and copied into pinned host memory on a
 dedicated stream, so the copy of one piece overlaps the render of the next. A CUDA
-out-of-memory error retries the group in more, smaller pieces. SimCC labels are small
-(B*N*K*(Wx+Hy)): they render in one call and are converted to the wire dtype on the device.
+out-of-memory error retries the group in more, smaller pieces. Profiles, profile tables and
+SimCC labels render as ``factorised.py`` says.
 
-Pieces are also sized by work (``PIECE_WORK`` element passes, N x B x K x H x W, a few ms on a
-CPU core): a heavy request is many pieces, a sample split by keypoints where one sample is too
-much. Between pieces the caller's ``between_pieces`` runs: it raises :class:`Abandoned` when every
-caller went away, and lets lighter work queued meanwhile go first.
+Pieces are sized by work (``pieces.py``: about ``PIECE_WORK`` element passes, a few ms on a CPU
+core): a heavy request is many pieces. Between pieces the caller's ``between_pieces`` runs: it
+raises :class:`Abandoned` when every caller went away, and lets lighter work queued meanwhile go
+first.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -30,18 +29,14 @@ from heatmap_render import (
     SimccArgs,
     concatenate_render_args,
     heatmaps_from_args,
-    profile_table_from_args,
-    profiles_from_args,
-    simcc_from_args,
 )
 
 from .buffers import BufferPool, Lease
+from .factorised import by_job, host_array, render_profile_table, render_profiles, render_simcc
 from .jobs import Rendered, RenderJob
+from .pieces import ALL, PIECE_WORK, dense_pieces, piece_args
 
 __all__ = ["PIECE_WORK", "Abandoned", "DeviceRenderer"]
-
-# Element passes (N x B x K x H x W) per piece of a dense render.
-PIECE_WORK = 16 * 1024 * 1024
 
 
 class Abandoned(Exception):
@@ -52,83 +47,9 @@ class Abandoned(Exception):
 _FIXED_POINT_STORAGE = {np.dtype("<u2"): torch.uint16, np.dtype("u1"): torch.uint8}
 
 
-def _host(tensor: torch.Tensor) -> np.ndarray:
-    if tensor.dtype == torch.bfloat16:
-        tensor = tensor.view(torch.uint16)  # numpy has no bfloat16: ship the raw bits
-    return tensor.cpu().numpy()
-
-
-def _by_job(outputs: list[np.ndarray], weights: np.ndarray, jobs: list[RenderJob]) -> list:
-    """Each job's slice (along B) of the group's host arrays and weights."""
-    parts, offset = [], 0
-    for job in jobs:
-        rows = slice(offset, offset + job.args.batch)
-        offset += job.args.batch
-        parts.append(([array[rows] for array in outputs], weights[rows]))
-    return parts
-
-
-def _job_table(table: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One job's profiles: the rows of the group's ``table`` its ``index`` uses (in table order),
-    and its index into them, uint32 as the wire has it. A mark per row and a running count: a
-    kernel table has a few dozen rows per sigma (numpy, on the host: for arrays this small its
-    calls cost a fraction of torch's)."""
-    if table.shape[0] == index.size:
-        return table, index.astype(np.uint32)  # one row per profile already: nothing to cut
-    used = np.zeros(table.shape[0], dtype=bool)
-    used[index.reshape(-1)] = True
-    position = np.cumsum(used, dtype=np.uint32) - 1
-    return table[used], position[index]
-
-
 def _release_all(lease: Lease, users: int) -> None:
     for _ in range(users):
         lease.release()
-
-
-_ALL = slice(None)
-
-
-def _piece(args: RenderArgs, rows: slice, keys: slice, instances: slice) -> RenderArgs:
-    """``args`` for samples ``rows``, ``instances`` and keypoints ``keys``: every per-sample field
-    is ``(B, N, K, ...)``; per-keypoint sigmas are sliced along."""
-    fields = getattr(args, "PER_SAMPLE_FIELDS", ("keypoints", "visibility"))
-    parts = {
-        name: None if getattr(args, name) is None else getattr(args, name)[rows, instances, keys]
-        for name in fields
-    }
-    sigmas = args.sigmas if len(args.sigmas) <= 1 else args.sigmas[keys]
-    return replace(args, sigmas=sigmas, **parts)
-
-
-def _pieces(args: RenderArgs, min_pieces: int) -> list[tuple[slice, slice, slice]]:
-    """(samples, keypoints, instances) slices of about ``PIECE_WORK`` each, and at least
-    ``min_pieces`` batch slices. Whole samples where they fit; else one sample's keypoints; else
-    one keypoint's instances, a few per piece (each later range is max-merged into the first)."""
-    batch, instances, keypoints, _ = args.keypoints.shape
-    height, width = args.size
-    per_sample = instances * keypoints * height * width
-    if per_sample == 0:
-        return [(_ALL, _ALL, _ALL)]  # nothing to draw, however many samples
-    rows = max(1, min(-(-batch // min_pieces), PIECE_WORK // per_sample))
-    if rows > 1 or per_sample <= PIECE_WORK or (keypoints <= 1 and instances <= 1):
-        return [(slice(start, start + rows), _ALL, _ALL) for start in range(0, batch, rows)]
-    per_keypoint = instances * height * width
-    if per_keypoint <= PIECE_WORK or instances <= 1:
-        keys = max(1, PIECE_WORK // per_keypoint)
-        return [
-            (slice(sample, sample + 1), slice(start, start + keys), _ALL)
-            for sample in range(batch)
-            for start in range(0, keypoints, keys)
-        ]
-    # Merging a range costs one more pass over the plane: ranges of a few pieces' work.
-    step = max(1, 8 * PIECE_WORK // (height * width))
-    return [
-        (slice(sample, sample + 1), slice(key, key + 1), slice(start, start + step))
-        for sample in range(batch)
-        for key in range(keypoints)
-        for start in range(0, instances, step)
-    ]
 
 
 class DeviceRenderer:
@@ -157,7 +78,7 @@ class DeviceRenderer:
         """One device call for ``jobs`` (equal keys); one :class:`Rendered` per job, in order.
 
         Args:
-            between_pieces: called between the pieces of a dense render; what it raises (e.g.
+            between_pieces: called between the pieces of a render; what it raises (e.g.
                 :class:`Abandoned`) stops the render and gives its buffer back.
 
         Raises:
@@ -186,39 +107,21 @@ class DeviceRenderer:
         return concatenate_render_args([job.args for job in jobs]).to(self.device)
 
     def _profiles(self, args: RenderArgs, jobs: list[RenderJob], between_pieces):
-        """Rows then cols, float32, and the weights: nothing dense is rendered."""
-        profiles = profiles_from_args(args)
-        outputs = [_host(profiles.rows), _host(profiles.cols)]
-        return _by_job(outputs, _host(profiles.weights), jobs), None
+        return render_profiles(args, jobs, between_pieces), None
 
     def _profile_table(self, args: RenderArgs, jobs: list[RenderJob], between_pieces):
-        """Each job's distinct profiles and its index into them, and the weights."""
-        table = profile_table_from_args(args, compact=False)  # cut per job below, on the host
-        tables = [_host(table.row_table), _host(table.col_table)]
-        indices = [_host(table.row_index), _host(table.col_index)]
-        weights = _host(table.weights)
-        parts, offset = [], 0
-        for job in jobs:
-            rows = slice(offset, offset + job.args.batch)
-            offset += job.args.batch
-            (row_table, row_index), (col_table, col_index) = (
-                _job_table(values, index[rows]) for values, index in zip(tables, indices))
-            parts.append(([row_table, col_table, row_index, col_index], weights[rows]))
-        return parts, None
+        return render_profile_table(args, jobs, between_pieces), None
 
     def _simcc(self, args: SimccArgs, jobs: list[RenderJob], between_pieces):
-        """The x and y labels in the wire dtype on the host, and the weights."""
-        labels = simcc_from_args(args)
-        outputs = [_host(self._labels_to_wire(labels.x_labels, jobs[0])),
-                   _host(self._labels_to_wire(labels.y_labels, jobs[0]))]
-        return _by_job(outputs, _host(labels.weights), jobs), None
+        return render_simcc(args, jobs, between_pieces,
+                            lambda labels: self._labels_to_wire(labels, jobs[0])), None
 
     def _dense_arrays(self, args: RenderArgs, jobs: list[RenderJob], between_pieces):
         """The dense tensor in a pooled host buffer shared by the jobs, and the weights."""
         users = len(jobs)
         host, lease, weights = self._dense(args, jobs[0], users, between_pieces)
         try:
-            return _by_job([_host(host)], _host(weights), jobs), lease
+            return by_job([host_array(host)], host_array(weights), jobs), lease
         except BaseException:
             _release_all(lease, users)
             raise
@@ -275,13 +178,13 @@ class DeviceRenderer:
         weights = torch.empty(shape, dtype=torch.float32, device=args.keypoints.device)
         scratch: list[Lease] = []
         try:
-            for index, (rows, keys, instance_range) in enumerate(_pieces(args, min_pieces)):
+            for index, (rows, keys, instance_range) in enumerate(dense_pieces(args, min_pieces)):
                 if index:
                     between_pieces()
-                part = _piece(args, rows, keys, instance_range)
+                part = piece_args(args, rows, keys, instance_range)
                 # Whole samples, or one sample's keypoint range: contiguous either way.
-                target = host[rows] if keys == _ALL else host[rows, keys]
-                later_instances = instance_range != _ALL and instance_range.start > 0
+                target = host[rows] if keys == ALL else host[rows, keys]
+                later_instances = instance_range != ALL and instance_range.start > 0
                 if later_instances:
                     piece_weights = self._merged_piece(part, job, target, scratch)
                 else:

@@ -18,6 +18,8 @@ from heatmap.v1 import heatmap_pb2 as pb
 from heatmap_client.wire import (
     COORDINATE_SPACES,
     METHODS,
+    PROFILE_ELEMENT_PASSES,
+    SIMCC_ELEMENT_PASSES,
     SMOOTHINGS,
     ArgumentError,
     ReplyLayout,
@@ -95,7 +97,9 @@ def _check_cost(layout: ReplyLayout, limits: ServiceLimits) -> None:
     if layout.work > limits.max_work_elements:
         raise _exhausted(
             f"work of {layout.work} element passes exceeds the limit of "
-            f"{limits.max_work_elements} (N*B*K*H*W dense)"
+            f"{limits.max_work_elements} (element passes: N*B*K*H*W dense, "
+            f"{PROFILE_ELEMENT_PASSES}*B*N*K*(H+W) as profiles, "
+            f"{SIMCC_ELEMENT_PASSES}*B*N*K*(Wx+Hy) as SimCC labels)"
         )
 
 
@@ -233,9 +237,7 @@ def _simcc_job(
     _check_cost(layout, limits)
     normalized = args.smoothing == "gaussian" and args.normalize
     peak = 1 / (min(args.sigma) * math.sqrt(2 * math.pi)) if normalized else 1.0
-    if layout.wire.scale is not None and peak > 1:
-        # Fixed point holds [0, 1]: a larger peak would be clipped or wrap.
-        raise invalid(
-            "dtype", f"{layout.wire.name} holds values up to 1; these labels peak at {peak:.6g}"
-        )
+    if not layout.wire.holds(peak):
+        # Fixed point would clip or wrap, float16 would carry inf in an OK reply.
+        raise invalid("dtype", f"{layout.wire.range_text()}; these labels peak at {peak:.6g}")
     return RenderJob(args=args, layout=layout, request_id=request.request_id, arrived=arrived)

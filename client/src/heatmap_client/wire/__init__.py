@@ -18,6 +18,8 @@ from .dtypes import WIRE_DTYPES, WireDType, dequantize, dtype_by_name, quantize
 from .framing import FramingError, ReceivedReply, ReplyReader, reply_chunks
 from .layouts import (
     MAX_UNARY_REPLY_BYTES,
+    PROFILE_ELEMENT_PASSES,
+    SIMCC_ELEMENT_PASSES,
     HeatmapLayout,
     ProfilesLayout,
     ProfileTableLayout,
@@ -64,6 +66,8 @@ __all__ = [
     "FramingError",
     "HeatmapLayout",
     "MAX_UNARY_REPLY_BYTES",
+    "PROFILE_ELEMENT_PASSES",
+    "SIMCC_ELEMENT_PASSES",
     "METHODS",
     "ProfileTableLayout",
     "ProfilesLayout",

@@ -32,12 +32,25 @@ class WireDType:
         render_as: the floating dtype the renderer produces before conversion (fixed point renders
             in float32 and is quantised from it).
         scale: ``v = q / scale`` for fixed point; None for floating types.
+        largest: the largest value it holds: 1 for fixed point, the largest finite value for
+            floating types (a larger one would arrive as inf, or clipped).
     """
 
     name: str
     storage: np.dtype
     render_as: str
     scale: int | None = None
+    largest: float = 1.0
+
+    def holds(self, peak: float) -> bool:
+        """Whether values up to ``peak`` arrive as they were rendered (finite, unclipped)."""
+        return peak <= self.largest
+
+    def range_text(self) -> str:
+        """What it holds, for an error message."""
+        if self.scale is not None:
+            return f"{self.name} holds values up to 1"
+        return f"{self.name} holds finite values up to {self.largest:.6g}"
 
     @property
     def proto(self) -> int:
@@ -49,9 +62,10 @@ class WireDType:
 
 
 _WIRE_DTYPES = (
-    WireDType("float32", np.dtype("<f4"), "float32"),
-    WireDType("float16", np.dtype("<f2"), "float16"),
-    WireDType("bfloat16", np.dtype("<u2"), "bfloat16"),
+    WireDType("float32", np.dtype("<f4"), "float32", largest=float(np.finfo(np.float32).max)),
+    WireDType("float16", np.dtype("<f2"), "float16", largest=float(np.finfo(np.float16).max)),
+    # bfloat16's largest finite value, (2 - 2**-7) * 2**127.
+    WireDType("bfloat16", np.dtype("<u2"), "bfloat16", largest=(2 - 2**-7) * 2.0**127),
     WireDType("uint16", np.dtype("<u2"), "float32", scale=65535),
     WireDType("uint8", np.dtype("u1"), "float32", scale=255),
 )

@@ -34,6 +34,8 @@ from .vocabulary import TARGETS, ArgumentError
 
 __all__ = [
     "MAX_UNARY_REPLY_BYTES",
+    "PROFILE_ELEMENT_PASSES",
+    "SIMCC_ELEMENT_PASSES",
     "HeatmapLayout",
     "ProfileTableLayout",
     "ProfilesLayout",
@@ -52,6 +54,12 @@ MAX_UNARY_REPLY_BYTES = 8 << 20
 
 # What a reply message holds beside its payload and weights (header, timings, field tags), at most.
 MESSAGE_FRAMING_BYTES = 4 << 10
+
+# Work is counted in dense element passes (one multiply-and-store into a heatmap). A profile
+# element costs up to eight (udp and dark evaluate a float64 exponential per element; tabled
+# methods gather); a SimCC label element two (a gathered row, converted to the wire dtype).
+PROFILE_ELEMENT_PASSES = 8
+SIMCC_ELEMENT_PASSES = 2
 
 
 def compressed_bound(decoded_bytes: int) -> int:
@@ -198,7 +206,7 @@ class ProfilesLayout(HeatmapLayout):
 
     @property
     def work(self) -> int:
-        return self.points * (self.height + self.width)
+        return self.points * (self.height + self.width) * PROFILE_ELEMENT_PASSES
 
     @property
     def output_elements(self) -> int:
@@ -258,11 +266,11 @@ class SimccLayout(ReplyLayout):
 
     @property
     def work(self) -> int:
-        return self.points * (self.label_width + self.label_height)
+        return self.points * (self.label_width + self.label_height) * SIMCC_ELEMENT_PASSES
 
     @property
     def output_elements(self) -> int:
-        return self.work
+        return self.points * (self.label_width + self.label_height)
 
 
 def _known(table: dict, value: int, field: str):
