@@ -134,6 +134,9 @@ def test_example_loader_runs(live_server, mode):
     )
     assert out.returncode == 0, out.stderr
     assert "samples/s" in out.stdout
+    # gRPC in a forked worker that touched its parent's channel logs "... created pre fork": a
+    # worker that opens its own says nothing.
+    assert not [line for line in out.stderr.splitlines() if "fork" in line.lower()], out.stderr
 
 
 # Every (method, instances, visibility) case is one batch of the separable loader.

@@ -191,3 +191,24 @@ def test_from_table_holds_the_distinct_profiles_only(device):
     assert heatmaps.nbytes == (row_table.numel() + col_table.numel() + 2 * rows.shape[0]) * 4
     assert torch.equal(heatmaps.to(device).cpu(), _dense())
     assert torch.equal(heatmaps.rows, profiles.rows) and torch.equal(heatmaps.cols, profiles.cols)
+
+
+def test_accelerate_and_lightning_batch_utilities_take_it(device):
+    """accelerate's find_batch_size and send_to_device, and the apply_to_collection Lightning
+    moves batches with (lightning_utilities), on a collated separable batch."""
+    accelerate_utils = pytest.importorskip("accelerate.utils")
+    apply_func = pytest.importorskip("lightning_utilities.core.apply_func")
+    from heatmap_client.torch import HeatmapCollate
+
+    samples = [{"keypoints": np.random.default_rng(index).uniform(0, 40, (17, 2))
+                .astype(np.float32)} for index in range(4)]
+    batch = HeatmapCollate("local", size=(64, 48), sigma=2.0, output="separable",
+                           visibility_key=None)(samples)
+    dense = HeatmapCollate("local", size=(64, 48), sigma=2.0, visibility_key=None)(samples)
+    assert accelerate_utils.find_batch_size(batch) == 4
+    sent = accelerate_utils.send_to_device(batch, device, non_blocking=True)
+    moved = apply_func.apply_to_collection(
+        batch, torch.Tensor, lambda tensor: tensor.to(device, non_blocking=True))
+    for result in (sent, moved):
+        assert type(result["heatmaps"]) is torch.Tensor
+        assert torch.equal(result["heatmaps"].cpu(), dense["heatmaps"])

@@ -17,6 +17,7 @@ if _typing.TYPE_CHECKING:  # what the lazy names are, for type checkers and read
     from ._aio import AsyncHeatmapClient
     from ._client import HeatmapClient
     from ._errors import HeatmapError
+    from .off_map import OffMapWarning
     from .options import RenderOptions, SimccOptions
     from .results import ProfilesResult, RenderResult, SimccResult, Timings
     from .wire.vocabulary import ArgumentError
@@ -26,6 +27,7 @@ __all__ = [
     "AsyncHeatmapClient",
     "HeatmapClient",
     "HeatmapError",
+    "OffMapWarning",
     "ProfilesResult",
     "RenderOptions",
     "RenderResult",
@@ -43,6 +45,7 @@ _HOMES = {
     "AsyncHeatmapClient": "._aio",
     "HeatmapClient": "._client",
     "HeatmapError": "._errors",
+    "OffMapWarning": ".off_map",
     "ProfilesResult": ".results",
     "RenderOptions": ".options",
     "RenderResult": ".results",

@@ -12,11 +12,13 @@ arguments, or ``{"keypoints": ..., "options": RenderOptions(...)}``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from .off_map import OffMapCheck
 from .options import RenderOptions, SimccOptions, made_options, profiles_codec, split_sigma
 from .replies import PendingReply
 from .requests import build_request, build_simcc_request
@@ -70,6 +72,17 @@ def pending_from_item(item: Mapping[str, Any], request_id: int) -> PendingReply:
 class RenderCalls(Generic[ResultT, ProfilesT, SimccT]):
     """``render``, ``render_profiles`` and ``render_simcc``: the arguments are checked here, at
     the call, and every error names the argument as written; the ``*_with`` twins do the work."""
+
+    def _checked(self, result: Any, options: RenderOptions, visibility: Any) -> Any:
+        """``result`` (or, awaitable, what it gives) after the off-map check: this renderer
+        warns once when most keypoints a batch asked to draw landed off the heatmap."""
+        check = getattr(self, "_off_map_check", None)
+        if check is None:
+            check = self._off_map_check = OffMapCheck()
+        if inspect.isawaitable(result):
+            return _checked_later(result, check, options, visibility)
+        check(result, options, visibility)
+        return result
 
     def render_with(
         self, options: RenderOptions, keypoints: Any, *, visibility: Any = None,
@@ -214,6 +227,13 @@ class RenderCalls(Generic[ResultT, ProfilesT, SimccT]):
         return self.render_simcc_with(options, keypoints, visibility=visibility, timeout=timeout)
 
 
+async def _checked_later(result: Any, check: OffMapCheck, options: RenderOptions,
+                         visibility: Any) -> Any:
+    done = await result
+    check(done, options, visibility)
+    return done
+
+
 class RemoteRenderCalls(RenderCalls[ResultT, ProfilesT, SimccT]):
     """The ``*_with`` methods of a network client: a request built from the options, and its
     reply read by ``_call`` (which the sync and the asyncio client each supply)."""
@@ -224,13 +244,15 @@ class RemoteRenderCalls(RenderCalls[ResultT, ProfilesT, SimccT]):
     def render_with(self, options, keypoints, *, visibility=None, sigma=None, timeout=None,
                     keep_dtype=False, out=None):
         request = build_request(keypoints, options, visibility=visibility, sigma_map=sigma)
-        return self._call(PendingReply(request, keep_dtype=keep_dtype, out=out), timeout)
+        result = self._call(PendingReply(request, keep_dtype=keep_dtype, out=out), timeout)
+        return self._checked(result, options, visibility)
 
     def render_profiles_with(self, options, keypoints, *, visibility=None, sigma=None,
                              timeout=None):
         request = build_request(keypoints, options.profiles(), visibility=visibility,
                                 sigma_map=sigma)
-        return self._call(PendingReply(request, profiles=True), timeout)
+        result = self._call(PendingReply(request, profiles=True), timeout)
+        return self._checked(result, options, visibility)
 
     def render_simcc_with(self, options, keypoints, *, visibility=None, timeout=None):
         request = build_simcc_request(keypoints, options, visibility=visibility)

@@ -104,7 +104,14 @@ class BatchFields:
         visibility = self._optional(batch, self.visibility, "visibility_key")
         if visibility is not None:
             visibility = _numpy(visibility)
-        sigma = self._optional(batch, self.sigma, "sigma_key")
+        elif keypoints.ndim == 4:
+            # Padded people in a batch without visibility: not asked to be drawn (their weight
+            # is 0 either way, and they are no keypoints that missed the map).
+            padded = keypoints[..., 0] == PAD_COORDINATE
+            if padded.any():
+                visibility = (~padded).astype(np.float32)
+        # Asked for, a sigma must be there: without it every sample would render with none.
+        sigma = None if self.sigma is None else self._get(batch, self.sigma, "sigma_key", True)
         if sigma is not None:
             sigma = _numpy(sigma).astype(np.float64)
             lead = keypoints.ndim - 2  # the sample's (N, K) or (K,)

@@ -86,7 +86,8 @@ class LocalRenderer(RenderCalls[LocalResult, LocalResult, LocalResult]):
             heatmaps = torch.from_numpy(np.ascontiguousarray(values))
         elif not keep_dtype and heatmaps.dtype != torch.float32:
             heatmaps = heatmaps.float()
-        return LocalResult(weights=result.weights, heatmaps=heatmaps)
+        return self._checked(LocalResult(weights=result.weights, heatmaps=heatmaps), options,
+                             visibility)
 
     def render_profiles_with(self, options: RenderOptions, keypoints: Any, *,
                              visibility: Any = None, sigma: Any = None,
@@ -98,8 +99,9 @@ class LocalRenderer(RenderCalls[LocalResult, LocalResult, LocalResult]):
             dtype=torch.float32,
         )
         table = heatmap_render.profile_table_from_args(args)
-        return LocalResult(weights=table.weights, tables=(table.row_table, table.col_table,
-                                                          table.row_index, table.col_index))
+        tables = (table.row_table, table.col_table, table.row_index, table.col_index)
+        return self._checked(LocalResult(weights=table.weights, tables=tables), options,
+                             visibility)
 
     def render_simcc_with(self, options: SimccOptions, keypoints: Any, *,
                           visibility: Any = None, timeout: float | None = None) -> LocalResult:
