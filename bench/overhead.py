@@ -12,7 +12,8 @@ each as a ratio to the bare call's. Then a DataLoader's view: the CPU a collate 
 torch's ``default_collate`` of the same samples, for ``HeatmapCollate(target, output="separable")``
 against ``HeatmapCollate("local", output="separable")``. Then throughput: 8 loader processes
 (spawned, light: numpy and the client) each calling ``render_profiles`` for a fixed time against
-the one server, samples/s together.
+the one server, samples/s together; then the same with each process streaming its batches as
+``render_many`` profiles items, four in flight.
 
 Scenarios (bench/scenarios.py): S2 B=32 K=17 64x48, S3 B=32 K=68 64x64, S4 B=8 K=133 96x72.
 
@@ -127,8 +128,13 @@ def collate_cost(target: str, sc, args) -> dict:
             if name != "default_collate"} | {"default_collate": base}
 
 
-def _loader(target: str, sc_name: str, seconds: float, start, results) -> None:
-    """One loader-like process: render_profiles in a loop until its time is up."""
+# How a loader process asks: one render_profiles call per batch, or a render_many stream of
+# profiles items with this many batches in flight.
+STREAM_WINDOW = 4
+
+
+def _loader(target: str, sc_name: str, seconds: float, streamed: bool, start, results) -> None:
+    """One loader-like process: render_profiles in a loop (or a stream) until its time is up."""
     sc = SCENARIOS[sc_name]
     rng = np.random.default_rng([2, list(SCENARIOS).index(sc_name)])
     batches = [make_keypoints(sc, rng) for _ in range(4)]
@@ -137,17 +143,27 @@ def _loader(target: str, sc_name: str, seconds: float, start, results) -> None:
         client.render_profiles(batch, **_options(sc))
     start.wait()
     deadline, calls = time.monotonic() + seconds, 0
-    while time.monotonic() < deadline:
-        client.render_profiles(batches[calls % len(batches)], **_options(sc))
-        calls += 1
+    if streamed:
+        def items():
+            index = 0
+            while time.monotonic() < deadline:
+                yield dict(keypoints=batches[index % len(batches)], profiles=True, **_options(sc))
+                index += 1
+
+        for _ in client.render_many(items(), window=STREAM_WINDOW):
+            calls += 1
+    else:
+        while time.monotonic() < deadline:
+            client.render_profiles(batches[calls % len(batches)], **_options(sc))
+            calls += 1
     results.put(calls)
 
 
-def throughput(server: Server, sc, args) -> dict:
+def throughput(server: Server, sc, args, streamed: bool) -> dict:
     context = mp.get_context("spawn")
     start, results = context.Event(), context.Queue()
     workers = [context.Process(target=_loader, args=(server.target, sc.name, args.seconds,
-                                                     start, results))
+                                                     streamed, start, results))
                for _ in range(args.processes)]
     for worker in workers:
         worker.start()
@@ -193,14 +209,16 @@ def report(results: dict, meta: dict) -> None:
         print(f"| {name} | {cost['default_collate']:.2f} ms | {cost['service']:.2f} ms | "
               f"{cost['local']:.2f} ms | {cost['service'] / cost['local']:.2f} |")
     if any("throughput" in result for result in results.values()):
-        print(f"\n{meta['processes']} loader processes calling render_profiles, one server:\n")
-        print("| scenario | samples/s | server CPU / call |")
-        print("|---|---:|---:|")
+        print(f"\n{meta['processes']} loader processes asking for profiles, one server:\n")
+        print("| scenario | calls | samples/s | server CPU / batch |")
+        print("|---|---|---:|---:|")
         for name, result in results.items():
-            if "throughput" in result:
-                t = result["throughput"]
-                print(f"| {name} | {t['samples_per_s']:,.0f} | "
-                      f"{t['server_cpu_ms_per_call']:.2f} ms |")
+            for way, label in (("throughput", "render_profiles per batch"),
+                               ("streamed", f"render_many, window {STREAM_WINDOW}")):
+                if way in result:
+                    t = result[way]
+                    print(f"| {name} | {label} | {t['samples_per_s']:,.0f} | "
+                          f"{t['server_cpu_ms_per_call']:.2f} ms |")
 
 
 def main(argv=None) -> int:
@@ -226,7 +244,9 @@ def main(argv=None) -> int:
             results[name] = {"per_call": per_call(client, server, sc, args),
                              "collate": collate_cost(server.target, sc, args)}
         for name in [n for n in args.throughput.split(",") if n]:
-            results.setdefault(name, {})["throughput"] = throughput(server, SCENARIOS[name], args)
+            entry = results.setdefault(name, {})
+            entry["throughput"] = throughput(server, SCENARIOS[name], args, streamed=False)
+            entry["streamed"] = throughput(server, SCENARIOS[name], args, streamed=True)
     report({name: r for name, r in results.items() if "per_call" in r}, meta)
     if args.json:
         write_json(args.json, {"meta": meta, "results": results})

@@ -77,3 +77,18 @@ def test_the_collate_warns_once(live_server, target):
     again = _warned(lambda: collate(samples))
     assert len(first) == 1 and not again
     assert "coords='pixel'" in str(first[0].message)
+
+
+def test_a_mistake_that_starts_later_is_still_caught():
+    """Past the first batches one in sixteen is looked at: a loader whose keypoints go wrong
+    later (a second dataset in other coordinates) is warned about within sixteen batches."""
+    from heatmap_client.off_map import EVERY, FIRST_BATCHES
+    from heatmap_client.torch.local import LocalRenderer
+
+    renderer = LocalRenderer()
+    inside = PIXELS / 4  # 256 x 192 pixels scaled to the 64 x 48 heatmap
+    assert not _warned(lambda: [renderer.render(inside, size=(64, 48), sigma=2.0)
+                                for _ in range(FIRST_BATCHES + 3)])
+    caught = _warned(lambda: [renderer.render(PIXELS, size=(64, 48), sigma=2.0)
+                              for _ in range(EVERY)])
+    assert len(caught) == 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmap_client import HeatmapClient
+from heatmap_client import ArgumentError, HeatmapClient
 from heatmap_render import render_heatmaps
 
 METHODS = ["seed", "msra", "udp", "dark"]
@@ -146,3 +146,24 @@ def test_the_default_codec_is_the_cheaper_exact_form_for_the_method(live_server,
     np.testing.assert_array_equal(default.heatmaps, profiles.heatmaps)
     expected = profiles if method in ("udp", "dark") else dense
     assert default.wire_bytes == expected.wire_bytes
+
+
+def test_render_many_items_may_be_profiles_calls(live_server):
+    """``"profiles": True`` makes an item a render_profiles call, in the stream's order among
+    dense ones, equal to render_profiles itself; the dense-only options are refused there."""
+    keypoints = np.random.default_rng(7).uniform(0, 30, (3, 17, 2)).astype(np.float32)
+    items = [dict(keypoints=keypoints, size=(32, 24), sigma=2.0, method=method, profiles=True)
+             for method in ("msra", "udp", "dark")]
+    items.insert(1, dict(keypoints=keypoints, size=(32, 24), sigma=2.0))
+    with HeatmapClient(live_server.target, timeout=30) as client:
+        results = list(client.render_many(items))
+        for item, result in zip(items, results):
+            if item.get("profiles"):
+                alone = client.render_profiles(keypoints, size=(32, 24), sigma=2.0,
+                                               method=item["method"])
+                np.testing.assert_array_equal(result.dense(), alone.dense())
+            else:
+                assert result.heatmaps.shape == (3, 17, 32, 24)
+        with pytest.raises(ArgumentError) as caught:
+            list(client.render_many([{**items[0], "keep_dtype": True}]))
+    assert caught.value.argument == "keep_dtype"

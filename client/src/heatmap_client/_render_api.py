@@ -7,7 +7,8 @@ options object (:class:`RenderOptions`, :class:`SimccOptions`) and hands it to i
 collate, the CLI). The network clients implement the twins by building a request and supplying how
 it travels (``_call`` blocks and returns the result, or returns an awaitable of it); the local
 renderer implements them by rendering. ``render_many`` items are dicts of :meth:`render`'s keyword
-arguments, or ``{"keypoints": ..., "options": RenderOptions(...)}``.
+arguments, or ``{"keypoints": ..., "options": RenderOptions(...)}``; with ``"profiles": True`` an
+item is a :meth:`render_profiles` call.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ SimccT = TypeVar("SimccT")
 
 _PER_REQUEST = ("keypoints", "visibility")
 _PER_RESULT = ("keep_dtype", "out")
+# An item with "profiles": True is a render_profiles call (a ProfilesResult comes back).
+_PROFILES = "profiles"
 
 
 def pending_from_item(item: Mapping[str, Any], request_id: int) -> PendingReply:
@@ -45,7 +48,7 @@ def pending_from_item(item: Mapping[str, Any], request_id: int) -> PendingReply:
             "requests", f"items are dicts of render()'s arguments, got {type(item).__name__}"
         )
     options = item.get("options")
-    known = set(_PER_REQUEST) | set(_PER_RESULT)
+    known = set(_PER_REQUEST) | set(_PER_RESULT) | {_PROFILES}
     known |= {"options", "sigma"} if options is not None else set(RenderOptions.names())
     unknown = sorted(set(item) - known)
     if unknown:
@@ -62,10 +65,19 @@ def pending_from_item(item: Mapping[str, Any], request_id: int) -> PendingReply:
         raise ArgumentError("options", f"expected RenderOptions, got {type(options).__name__}")
     else:
         sigma_map = item.get("sigma")
+    profiles = bool(item.get(_PROFILES, False))
+    if profiles:
+        for name in _PER_RESULT:
+            if name in item:
+                raise ArgumentError(name, "not an argument of render_profiles() (profiles are "
+                                          "float32 and decoded into their own arrays)")
+        options = options.profiles()  # float32, in the codec that carries them cheapest
     request = build_request(
         item["keypoints"], options, visibility=item.get("visibility"), sigma_map=sigma_map,
         request_id=request_id,
     )
+    if profiles:
+        return PendingReply(request, profiles=True)
     return PendingReply(request, keep_dtype=item.get("keep_dtype", False), out=item.get("out"))
 
 

@@ -3,7 +3,8 @@
 Keypoints in image pixels rendered with ``coords="heatmap"`` (or with the wrong ``input_size``)
 give targets that are almost all zeros, with weight 0 where the keypoint missed: a render that
 succeeds and trains nothing. The renderer's own weights say which drawn keypoints missed, so the
-check costs a comparison or two per batch; each client (and so each collate) warns once.
+check costs a comparison or two per batch it looks at; each client (and so each collate) warns
+once.
 """
 
 from __future__ import annotations
@@ -37,16 +38,24 @@ def _array(values: Any) -> np.ndarray:
     return np.asarray(values)
 
 
-class OffMapCheck:
-    """Looks at each result's weights until it has warned once (then costs nothing)."""
+# The first batches are all looked at (a wrong coords or input_size shows in the first), later
+# ones one in EVERY: a systematic mistake is still caught, and a long run pays almost nothing.
+FIRST_BATCHES = 16
+EVERY = 16
 
-    __slots__ = ("warned",)
+
+class OffMapCheck:
+    """Looks at results' weights until it has warned once (then costs nothing)."""
+
+    __slots__ = ("seen", "warned")
 
     def __init__(self) -> None:
         self.warned = False
+        self.seen = 0
 
     def __call__(self, result: Any, options: Any, visibility: Any) -> None:
-        if self.warned:
+        self.seen += 1
+        if self.warned or (self.seen > FIRST_BATCHES and self.seen % EVERY):
             return
         weights = _array(result.weights)
         missed = weights == 0

@@ -41,9 +41,10 @@ __all__ = [
 ]
 
 # Jobs of at most this many element passes (see ReplyLayout.work) render on the caller's thread
-# when the batcher is idle: about 1 ms of work on one core (B=32, K=17, 64x48 dense is 1.7M; its
-# profiles 61K), less than the device thread's two hand-offs and the coalescing they allow save.
-INLINE_WORK = 2 * 1024 * 1024
+# when the batcher is idle: one to two ms of work on one core (B=32, K=17, 64x48 dense is 1.7M;
+# B=32, K=68, 64x64 profiles 2.2M, B=8, K=133, 96x72 profiles 1.4M), less than the device
+# thread's two hand-offs and the coalescing they allow save.
+INLINE_WORK = 4 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
