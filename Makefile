@@ -53,9 +53,12 @@ DEV_REQUIREMENTS ?= -r requirements-dev.txt
 FIND_LINKS ?=
 FROM_WHEELS := $(if $(FIND_LINKS),--no-index --find-links $(FIND_LINKS))
 
+# The client's extras the image and `make install` carry; the wheelhouse gathers the same.
+CLIENT_EXTRAS := preview,progress,torch
+
 install-packages:
 	$(PIP) install --quiet $(FROM_WHEELS) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==$(TORCH_VERSION)
-	$(PIP) install --quiet $(FROM_WHEELS) $(EDITABLE) ./render $(EDITABLE) './client[preview,progress,torch]' \
+	$(PIP) install --quiet $(FROM_WHEELS) $(EDITABLE) ./render $(EDITABLE) './client[$(CLIENT_EXTRAS)]' \
 		$(EDITABLE) ./server $(DEV_REQUIREMENTS)
 
 # Every wheel the image installs, for `docker build` with no index (see the Dockerfile):
@@ -79,7 +82,7 @@ wheelhouse: $(STAMP)
 	mkdir -p $(WHEELHOUSE)
 	$(PIP) download --quiet --dest $(WHEELHOUSE) $(WHEELS_FOR) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) '$(TORCH_WHEEL)'
 	$(PIP) download --quiet --dest $(WHEELHOUSE) $(WHEELS_FOR) --find-links $(WHEELHOUSE) '$(TORCH_WHEEL)' \
-		./render './client[preview,torch]' ./server $(BUILD_REQUIREMENTS)
+		./render './client[$(CLIENT_EXTRAS)]' ./server $(BUILD_REQUIREMENTS)
 
 # The linter first (rules in pyproject.toml: pyflakes, pycodestyle, import order, bugbear), then
 # every test.
