@@ -26,6 +26,7 @@ from heatmap.v1 import heatmap_pb2 as pb
 from heatmap_client.wire import MAX_UNARY_REPLY_BYTES
 
 from . import __version__
+from .admission import CallSlots
 from .auth import BearerTokenInterceptor, read_token
 from .batching import Batcher
 from .budget import ByteBudget
@@ -72,7 +73,9 @@ class ServerConfig:
     budget_wait_s: float = 10.0
     stream_window_bytes: int = 64 << 20
     send_timeout_s: float = 120.0
+    stream_idle_s: float = 60.0
     max_concurrent_rpcs: int = 256
+    max_streams_per_connection: int = 100
     pool_idle_bytes: int = 256 << 20
     pool_idle_s: float = 30.0
     grace_s: float = 10.0
@@ -110,7 +113,12 @@ _HELP = {
     "stream_window_bytes": "reply bytes one RenderStream renders ahead of its reader (one reply "
                            "always goes)",
     "send_timeout_s": "a call whose client takes no chunk for this long is cut off",
-    "max_concurrent_rpcs": "calls served at once (RESOURCE_EXHAUSTED beyond)",
+    "stream_idle_s": "a RenderStream with no request in flight for this long is ended "
+                     "UNAVAILABLE (0: never)",
+    "max_concurrent_rpcs": "renderer calls (Render, RenderUnary, RenderStream) served at once "
+                           "(RESOURCE_EXHAUSTED beyond); health is never refused",
+    "max_streams_per_connection": "calls one client connection may have open at once (HTTP/2 "
+                                  "MAX_CONCURRENT_STREAMS; more wait in the client)",
     "pool_idle_bytes": "idle output buffers the pool keeps for reuse",
     "pool_idle_s": "seconds an idle pooled buffer is kept before it is freed",
     "grace_s": "seconds in-flight calls get to finish on SIGTERM",
@@ -155,12 +163,20 @@ def parse_config(
     return ServerConfig(**{spec.name: getattr(args, spec.name) for spec in fields(ServerConfig)})
 
 
-def _server_options(limits: ServiceLimits) -> list[tuple[str, Any]]:
+def _server_options(limits: ServiceLimits, streams_per_connection: int) -> list[tuple[str, Any]]:
     # A streamed reply's chunk holds at most chunk_bytes plus the weights (at most half of the
     # largest request's bytes) and framing; a unary reply at most MAX_UNARY_REPLY_BYTES and framing.
     largest_chunk = limits.chunk_bytes + limits.max_request_bytes
     return [
         ("grpc.so_reuseport", 0),
+        # One client cannot take every renderer slot: its calls past this wait on its own side.
+        ("grpc.max_concurrent_streams", streams_per_connection),
+        # gRPC's default counts a stream until the handler's call object is freed, after the
+        # client has seen it end: the client's waiting calls then start and are refused
+        # (REFUSED_STREAM, UNAVAILABLE), and with retries some hung to their deadline. Counted as
+        # HTTP/2 counts them, they start cleanly. The backlog of streams not yet handled stays
+        # bounded by gRPC's pending-request limit.
+        ("grpc.http.overload_protection", 0),
         ("grpc.max_receive_message_length", limits.max_request_bytes),
         ("grpc.max_send_message_length", max(largest_chunk, MAX_UNARY_REPLY_BYTES) + 65536),
         ("grpc.keepalive_time_ms", 30_000),
@@ -189,6 +205,20 @@ def resolve_device(name: str) -> torch.device:
         if device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
     return device
+
+
+def _check_bounds(config: ServerConfig) -> None:
+    """Refuses, naming the flag, bounds the server cannot run with."""
+    for name, least in (("max_concurrent_rpcs", 1), ("max_streams_per_connection", 1),
+                        ("stream_idle_s", 0)):
+        if not getattr(config, name) >= least:
+            flag = "--" + name.replace("_", "-")
+            raise SystemExit(
+                f"heatmap-server: {flag} must be at least {least}, got {getattr(config, name)}")
+    if config.max_streams_per_connection >= config.max_concurrent_rpcs:
+        log.warning("--max-streams-per-connection %d >= --max-concurrent-rpcs %d: one client "
+                    "connection can hold every renderer slot", config.max_streams_per_connection,
+                    config.max_concurrent_rpcs)
 
 
 def _read(path: str) -> bytes:
@@ -234,6 +264,7 @@ async def _settle(timeout_s: float) -> None:
 
 async def serve(config: ServerConfig) -> None:
     """Runs the server until SIGTERM/SIGINT, then shuts down gracefully."""
+    _check_bounds(config)
     device = resolve_device(config.device)
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
@@ -282,14 +313,21 @@ async def serve(config: ServerConfig) -> None:
         on_stopped=device_stopped,
     )
     encoders = ThreadPoolExecutor(max_workers=config.encode_threads, thread_name_prefix="encode")
+    # No maximum_concurrent_rpcs here: gRPC's counts health checks too, so busy renderer calls
+    # would have a liveness probe refused. The service bounds its own calls (CallSlots).
     server = grpc.aio.server(
-        options=_server_options(limits), interceptors=interceptors,
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        options=_server_options(limits, config.max_streams_per_connection),
+        interceptors=interceptors,
     )
+    metrics.renderer_calls_limit.set(config.max_concurrent_rpcs)
+    metrics.streams_per_connection_limit.set(config.max_streams_per_connection)
     service = HeatmapRendererService(
         batcher, encoders, limits, metrics, encode_workers=config.encode_threads,
         budget=budget, budget_wait_s=config.budget_wait_s,
         stream_window_bytes=config.stream_window_bytes, send_timeout_s=config.send_timeout_s,
+        slots=CallSlots(config.max_concurrent_rpcs, metrics.renderer_calls,
+                        metrics.refused_calls),
+        stream_idle_s=config.stream_idle_s,
     )
     add_to_server(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

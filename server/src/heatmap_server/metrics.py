@@ -118,6 +118,27 @@ class Metrics:
         )
         self.kernel_cache_bytes.set_function(lambda: float(table_cache_info()["bytes"]))
         self.kernel_cache_entries.set_function(lambda: float(table_cache_info()["entries"]))
+        self.renderer_calls = Gauge(
+            "heatmap_renderer_calls", "Renderer calls (Render, RenderUnary, RenderStream) being "
+            "served, each holding one of --max-concurrent-rpcs", registry=registry,
+        )
+        self.renderer_calls_limit = Gauge(
+            "heatmap_renderer_calls_limit", "Renderer calls served at once at most "
+            "(--max-concurrent-rpcs)", registry=registry,
+        )
+        self.refused_calls = Counter(
+            "heatmap_refused_calls", "Renderer calls refused RESOURCE_EXHAUSTED because "
+            "--max-concurrent-rpcs calls were being served", registry=registry,
+        )
+        self.idle_streams_ended = Counter(
+            "heatmap_idle_streams_ended", "RenderStreams ended UNAVAILABLE after --stream-idle-s "
+            "with no request in flight", registry=registry,
+        )
+        self.streams_per_connection_limit = Gauge(
+            "heatmap_streams_per_connection_limit", "Streams one client connection may hold "
+            "open at once (--max-streams-per-connection, HTTP/2 MAX_CONCURRENT_STREAMS)",
+            registry=registry,
+        )
 
     def watch_pool(self, pool) -> None:
         """Gauges of ``pool``'s idle and leased bytes and its idle budget."""

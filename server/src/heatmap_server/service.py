@@ -5,7 +5,9 @@ batcher's device thread, encoded on the encoder pool and streamed back in chunks
 ``chunk_bytes`` (:mod:`.pipeline`); those two modules are where protobuf messages and renderer
 arguments meet. Bad input ends the call with ``INVALID_ARGUMENT`` and a ``google.rpc.BadRequest``
 naming the field; limits end it with ``RESOURCE_EXHAUSTED``. The server itself never fails on a
-request.
+request. Each renderer call holds one of ``--max-concurrent-rpcs`` slots (:mod:`.admission`); a
+stream is ended when its client stops reading (:class:`.SendWatch`) or stops sending
+(:class:`.IdleWatch`).
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from heatmap_client.wire import (
 )
 
 from . import __version__
+from .admission import CallSlots
 from .batching import Batcher
 from .budget import ByteBudget
 from .errors import RequestError
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .requests import ServiceLimits, UndecodableRequest, job_from_request, parser
+from .watches import IdleWatch, Outcome, SendWatch
 
 __all__ = [
     "HeatmapRendererService",
@@ -53,62 +57,8 @@ log = logging.getLogger(__name__)
 # window in bytes bounds them as well).
 STREAM_WINDOW = 8
 
-
-class _Outcome:
-    """The status an RPC ends with, as the metrics record it."""
-
-    code: grpc.StatusCode = grpc.StatusCode.OK
-
-
-class _SendWatch:
-    """Cuts a call off when gRPC takes none of its chunks for ``timeout_s``: a client that never
-    reads would otherwise hold its reply (or its stream's window) for as long as it likes.
-
-    A cut gives the call's memory back at once (``releases``, which the handler keeps current)
-    and makes no further chunk. gRPC's Python server cannot reset a stream whose write is pending,
-    so the chunk already handed over stays in gRPC until the client reads it (then the call ends
-    with DEADLINE_EXCEEDED, see :meth:`end_if_cut`), its deadline passes or its connection closes
-    (``grpc.max_connection_age_ms`` plus its grace).
-    """
-
-    def __init__(self, timeout_s: float, on_cut, context: grpc.aio.ServicerContext):
-        self._timeout_s = timeout_s
-        self._on_cut = on_cut
-        self._context = context
-        self._timer: asyncio.TimerHandle | None = None
-        self.releases: list = []
-        self.cut = False
-
-    def chunks(self, chunks):
-        """``chunks``, each one watched until gRPC has taken it (the generator resumes); none
-        once the client has gone away or the call was cut off."""
-        loop = asyncio.get_running_loop()
-        for chunk in chunks:
-            if self.cut or self._context.cancelled():
-                return
-            self._timer = loop.call_later(self._timeout_s, self._cut)
-            yield chunk
-            self._timer.cancel()
-
-    def _cut(self) -> None:
-        self.cut = True
-        self._on_cut()
-        releases, self.releases = self.releases, []
-        for release in releases:
-            release()
-
-    async def end_if_cut(self, outcome: _Outcome) -> None:
-        """Ends a call that was cut off with DEADLINE_EXCEEDED (from its handler)."""
-        if self.cut:
-            outcome.code = grpc.StatusCode.DEADLINE_EXCEEDED
-            await self._context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"reply: the client took no chunk for {self._timeout_s:g} s (--send-timeout-s)",
-            )
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+# Put in a RenderStream's queue of replies when the stream has been idle for --stream-idle-s.
+_IDLE = object()
 
 
 def _discard(task: asyncio.Future) -> None:
@@ -130,6 +80,9 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         budget_wait_s: how long a reply may wait for room in it.
         stream_window_bytes: reply bytes one RenderStream may hold ahead of its reader.
         send_timeout_s: a call whose client takes no chunk for this long is cut off.
+        slots: the bound on renderer calls served at once (None: 256).
+        stream_idle_s: a RenderStream with no request in flight for this long is ended
+            UNAVAILABLE (0: never).
     """
 
     def __init__(
@@ -144,6 +97,8 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         budget_wait_s: float = 10.0,
         stream_window_bytes: int = 64 << 20,
         send_timeout_s: float = 120.0,
+        slots: CallSlots | None = None,
+        stream_idle_s: float = 60.0,
     ):
         self._batcher = batcher
         self._limits = limits
@@ -151,23 +106,31 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         budget = budget or ByteBudget(512 << 20, on_change=metrics.budget_in_use.set)
         self._stream_window_bytes = stream_window_bytes
         self._send_timeout_s = send_timeout_s
+        self._slots = slots or CallSlots(256, metrics.renderer_calls, metrics.refused_calls)
+        self._stream_idle_s = stream_idle_s
         self._pipeline = Pipeline(
             batcher, encoders, encode_workers, limits.chunk_bytes, metrics, budget, budget_wait_s
         )
 
-    def _watch(self, rpc: str, context: grpc.aio.ServicerContext) -> _SendWatch:
+    def _watch(self, rpc: str, context: grpc.aio.ServicerContext) -> SendWatch:
         def cut() -> None:
             self._metrics.stalled_calls.inc()
             log.warning("%s: the client took no chunk for %.0f s; cut off", rpc,
                         self._send_timeout_s)
 
-        return _SendWatch(self._send_timeout_s, cut, context)
+        return SendWatch(self._send_timeout_s, cut, context)
 
     @contextlib.asynccontextmanager
     async def _observe(self, rpc: str, context: grpc.aio.ServicerContext):
-        """Counts the RPC by its final code, keeps the in-flight gauge, and turns unexpected
-        exceptions into INTERNAL (logged here with their traceback, never sent to the client)."""
-        outcome = _Outcome()
+        """Holds a call slot (or refuses the call), counts the RPC by its final code, keeps the
+        in-flight gauge, and turns unexpected exceptions into INTERNAL (logged here with their
+        traceback, never sent to the client)."""
+        outcome = Outcome()
+        try:
+            self._slots.take()
+        except RequestError as full:
+            self._metrics.requests.labels(rpc, full.code.name).inc()
+            await context.abort_with_status(full.to_status())
         self._metrics.in_flight.inc()
         try:
             yield outcome
@@ -183,13 +146,14 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                 grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})"
             )
         finally:
+            self._slots.give_back()
             self._metrics.in_flight.dec()
             self._metrics.requests.labels(rpc, outcome.code.name).inc()
 
     async def _refuse(
         self,
         context: grpc.aio.ServicerContext,
-        outcome: _Outcome,
+        outcome: Outcome,
         error: RequestError,
         prefix: str = "",
     ) -> None:
@@ -244,49 +208,59 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         # Requests are read and started ahead while earlier replies are being sent, so render and
         # encode overlap the client's decode; replies stay in order. A reply is started only once
         # it has won its bytes in the stream's window: a reader that stalls stops the rendering.
-        pending: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
-        window = ByteBudget(
-            self._stream_window_bytes, name="stream window", flag="--stream-window-bytes",
-            keep_room=False, lone_grant_any_size=True,
-        )
+        async with self._observe("RenderStream", context) as outcome:
+            pending: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
+            window = ByteBudget(
+                self._stream_window_bytes, name="stream window", flag="--stream-window-bytes",
+                keep_room=False, lone_grant_any_size=True,
+            )
+            # With nothing in flight the queue holds at most the reader's end: there is room.
+            idle = IdleWatch(self._stream_idle_s, lambda: pending.put_nowait(_IDLE))
 
-        async def read_requests() -> None:
-            cancelled = False
+            async def read_requests() -> None:
+                cancelled = False
+                try:
+                    async for request in request_iterator:
+                        idle.received()
+                        try:
+                            job = job_from_request(request, self._limits, time.perf_counter())
+                        except RequestError as error:
+                            await pending.put((request.request_id, error, None))
+                            return
+                        slot = await window.acquire(job.layout.held_bytes)
+                        task = asyncio.ensure_future(self._pipeline.make(job))
+                        try:
+                            await pending.put((request.request_id, task, slot))
+                        except asyncio.CancelledError:
+                            _discard(task)  # the stream ended while the window was full
+                            slot.release()
+                            raise
+                except asyncio.CancelledError:
+                    cancelled = True
+                    raise
+                finally:
+                    if not cancelled:
+                        await pending.put(None)
+
+            def drain() -> None:
+                """Discards the replies started ahead (their memory returns)."""
+                while not pending.empty():
+                    item = pending.get_nowait()
+                    if isinstance(item, tuple) and item[2] is not None:
+                        _discard(item[1])
+                        item[2].release()
+
+            reader = asyncio.ensure_future(read_requests())
+            watch = self._watch("RenderStream", context)
             try:
-                async for request in request_iterator:
-                    try:
-                        job = job_from_request(request, self._limits, time.perf_counter())
-                    except RequestError as error:
-                        await pending.put((request.request_id, error, None))
-                        return
-                    slot = await window.acquire(job.layout.held_bytes)
-                    task = asyncio.ensure_future(self._pipeline.make(job))
-                    try:
-                        await pending.put((request.request_id, task, slot))
-                    except asyncio.CancelledError:
-                        _discard(task)  # the stream ended while the window was full
-                        slot.release()
-                        raise
-            except asyncio.CancelledError:
-                cancelled = True
-                raise
-            finally:
-                if not cancelled:
-                    await pending.put(None)
-
-        def drain() -> None:
-            """Discards the replies started ahead (their memory returns)."""
-            while not pending.empty():
-                item = pending.get_nowait()
-                if item is not None and item[2] is not None:
-                    _discard(item[1])
-                    item[2].release()
-
-        reader = asyncio.ensure_future(read_requests())
-        watch = self._watch("RenderStream", context)
-        try:
-            async with self._observe("RenderStream", context) as outcome:
                 while (item := await pending.get()) is not None:
+                    if item is _IDLE:
+                        if idle.in_flight:
+                            continue  # a request came in after the clock ran out: not idle
+                        outcome.code = grpc.StatusCode.UNAVAILABLE
+                        self._metrics.idle_streams_ended.inc()
+                        log.debug("RenderStream: %s", idle.details)
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, idle.details)
                     request_id, work, slot = item
                     try:
                         if isinstance(work, RequestError):
@@ -303,13 +277,15 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                         reply.close()
                         slot.release()
                     await watch.end_if_cut(outcome)
+                    idle.answered()
                     if context.cancelled():
                         return  # the client went away: nothing more to send
                 await reader
-        finally:
-            watch.stop()
-            reader.cancel()
-            drain()
+            finally:
+                idle.stop()
+                watch.stop()
+                reader.cancel()
+                drain()
 
     async def GetServerInfo(
         self, request: pb.GetServerInfoRequest, context: grpc.aio.ServicerContext
