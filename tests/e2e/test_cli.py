@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +200,14 @@ def test_server_help_names_every_variable():
 def test_python_dash_m_entry_points(module):
     done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "usage:" in done.stdout
+
+
+@pytest.mark.parametrize("wait", ["0", "1.5"])
+def test_info_against_a_dead_target_waits_at_most_ready_timeout(wait):
+    started = time.monotonic()
+    done = _client("--target", _dead_target(), "--ready-timeout", wait, "info")
+    waited = time.monotonic() - started
+    assert done.returncode == 2
+    assert "UNAVAILABLE" in done.stderr, done.stderr
+    # Bounded by the flag (plus start-up and gRPC's own retries), far below the client's 60 s.
+    assert waited < float(wait) + 20, waited

@@ -36,7 +36,8 @@ def _stream(count: int):
 
 def test_kill_9_mid_stream_fails_the_client_promptly():
     with running_server() as server:
-        with HeatmapClient(server.target, timeout=60) as client:
+        # No wait for a server to come back (ready_timeout=0): the failure itself is under test.
+        with HeatmapClient(server.target, timeout=60, ready_timeout=0) as client:
             received, killed = 0, 0.0
             with pytest.raises(HeatmapError) as caught:
                 for _ in client.render_many(_stream(10_000)):
@@ -78,7 +79,7 @@ def test_a_stream_in_flight_completes_across_a_shutdown_signal(signum):
                     assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
                 if received == 10:
                     # New calls are refused while the stream goes on.
-                    with HeatmapClient(server.target, timeout=30) as late:
+                    with HeatmapClient(server.target, timeout=30, ready_timeout=0) as late:
                         try:
                             late.render(**REQUESTS[0])
                         except HeatmapError as error:
@@ -113,7 +114,7 @@ def test_a_health_watch_ends_at_shutdown_instead_of_holding_the_grace_period():
 
 def test_calls_past_the_grace_period_are_cut_and_the_server_still_exits_0():
     with running_server("--grace-s", "1") as server:
-        with HeatmapClient(server.target, timeout=60) as client:
+        with HeatmapClient(server.target, timeout=60, ready_timeout=0) as client:
             received = 0
             with pytest.raises(HeatmapError) as caught:
                 # Far more than one second of work: the grace period ends the stream.

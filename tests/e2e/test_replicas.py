@@ -64,9 +64,10 @@ def test_dns_target(live_server):
 
 @pytest.mark.timeout(30)
 def test_retries_are_bounded_when_no_replica_answers():
-    # Nothing listens there: the retry policy's attempts and backoff run out well before the
-    # deadline, and the call fails UNAVAILABLE rather than waiting for it.
-    with HeatmapClient(f"ipv4:127.0.0.1:{free_port()}", timeout=20) as client:
+    # Nothing listens there: without a wait for a server to come back (ready_timeout=0), the
+    # retry policy's attempts and backoff run out well before the deadline, and the call fails
+    # UNAVAILABLE rather than waiting for it (tests/e2e/test_restarts.py bounds the wait).
+    with HeatmapClient(f"ipv4:127.0.0.1:{free_port()}", timeout=20, ready_timeout=0) as client:
         start = time.monotonic()
         with pytest.raises(HeatmapError) as error:
             _render(client)

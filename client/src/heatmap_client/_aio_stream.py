@@ -1,5 +1,6 @@
-"""The asyncio ``render_many`` stream's parts: its request writer, its idle-bounded reads, and
-the status it reports.
+"""The asyncio ``render_many`` stream's parts: its request writer, its bounded reads, and the
+status it reports (reopening after a break is :mod:`heatmap_client._stream`'s, as for the blocking
+client).
 
 grpc.aio replaces a call's status by INTERNAL ("Internal error from Core") when a write meets a
 call the server has just ended: the server's status and message (``request 3: sigma: ...``) are
@@ -11,15 +12,14 @@ stops writing once the call is done, its failures are never the stream's error, 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import grpc
 
 from ._errors import HeatmapError
 from ._idle import IdleClock
-from ._render_api import pending_from_item
+from ._stream import Outbox
 from .replies import PendingReply
 
 __all__ = ["EndStatus", "RequestWriter", "next_chunk"]
@@ -29,49 +29,51 @@ _STATUS_WAIT_S = 2.0
 
 
 class RequestWriter:
-    """Writes a stream's requests as its window allows, and none once the call is done.
+    """Writes one stream's requests: first those sent again after a break, then the caller's as
+    the window allows, and none once the call is done.
 
-    A request that cannot be built, or an error of the caller's iterator, ends the writing side
-    (so the stream completes after the replies before it) and is kept in ``request_error`` for
-    the caller. A write that fails
-    because the call has ended sets ``lost_write``: the call's status says what went wrong.
-    ``all_sent`` tells a stream the server ended early (with OK) from one that was complete.
+    The requests come from the :class:`~heatmap_client._stream.Outbox` the streams share: a bad
+    one, or an error of the caller's iterator, ends the writing side (so the stream completes
+    after the replies before it) and stays there for the caller. A write that fails because the
+    call has ended sets ``lost_write``: the call's status says what went wrong. ``all_sent``
+    tells a stream the server ended early (with OK) from one that was complete.
     """
 
     def __init__(
         self,
         call: grpc.aio.StreamStreamCall,
-        requests: Iterable[Mapping[str, Any]],
+        outbox: Outbox,
         slots: asyncio.Semaphore,
-        pending: deque[PendingReply],
         clock: IdleClock,
+        again: list[PendingReply],
     ):
         self._call = call
-        self._requests = requests
+        self._outbox = outbox
+        self._generation = outbox.generation
         self._slots = slots
-        self._pending = pending
         self._clock = clock
-        self.request_error: Exception | None = None
+        self._again = again
         self.lost_write = False
         self.all_sent = False  # every request up to the end, or up to a bad one, and the close
 
     async def run(self) -> None:
         call = self._call
-        items = enumerate(self._requests)
         try:
-            while True:
-                try:
-                    request_id, item = next(items)
-                    reply = pending_from_item(item, request_id)
-                except StopIteration:
-                    break
-                except Exception as error:  # noqa: BLE001 - the caller's, raised to it later
-                    self.request_error = error
-                    break
-                await self._slots.acquire()
+            for reply in self._again:
                 if call.done():
                     return
-                self._pending.append(reply)
+                await call.write(reply.request)
+            while True:
+                # The slot first, then the item: a writer cancelled while it waits holds nothing
+                # the next stream would miss.
+                await self._slots.acquire()
+                if call.done():
+                    self._slots.release()
+                    return
+                reply = self._outbox.take(self._generation)
+                if reply is None:
+                    self._slots.release()
+                    break
                 self._clock.sent()
                 await call.write(reply.request)
             if not call.done():
@@ -92,7 +94,7 @@ async def next_chunk(chunks: AsyncIterator[Any], clock: IdleClock) -> Any:
         HeatmapError: ``DEADLINE_EXCEEDED`` once the clock runs out (the read is cancelled,
             which cancels the call).
     """
-    if clock.limit is None:
+    if not clock.bounded:
         return await anext(chunks, None)
     clock.reading()
     # Waited on, not wrapped in wait_for: a timeout must not cancel a read the clock still allows.

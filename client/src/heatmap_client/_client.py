@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -22,27 +21,48 @@ from heatmap.v1 import heatmap_pb2_grpc as pb_grpc
 
 from ._channel import ChannelSettings, channel_options, check_fork_support, metadata
 from ._errors import HeatmapError
-from ._idle import DEFAULT_IDLE_TIMEOUT_S, IdleClock, watch_from_thread
-from ._render_api import RemoteRenderCalls, pending_from_item
-from .replies import PendingReply, unanswered
+from ._idle import CLIENT_TIMEOUT, DEFAULT_IDLE_TIMEOUT_S, IdleClock
+from ._ready import ReadyWait, ready_in_time
+from ._render_api import RemoteRenderCalls
+from ._stream import render_many_blocking
+from .replies import PendingReply
 from .results import ProfilesResult, RenderResult, SimccResult
 
 __all__ = ["HeatmapClient"]
+
+ResultT = TypeVar("ResultT")
 
 
 class HeatmapClient(ChannelSettings, RemoteRenderCalls[RenderResult, ProfilesResult, SimccResult]):
     """Renders heatmaps on a remote server.
 
     Args (keyword-only after ``target``, shared with :class:`AsyncHeatmapClient`):
-        target: ``host:port``, ``dns:///name:port`` or ``ipv4:a:p,b:p``.
-        timeout: default deadline in seconds for each call (60; None: no deadline). A
-            ``render_many`` stream is bounded by its own ``timeout`` and ``idle_timeout``.
+        target: ``host:port``, ``dns:///name:port``, ``ipv4:a:p,b:p``, ``unix:/path``; a URL
+            (``http://...``) or a near miss of ``"local"`` is refused here, naming ``target``.
+        timeout: default deadline in seconds for each call (60; None: no deadline), the work's
+            bound once a server has the call. A ``render_many`` stream is bounded by its own
+            ``timeout``, ``idle_timeout`` and ``reply_timeout``.
+        ready_timeout: how long a call waits for a server that is not there (restarting, a
+            rollout, a moved pod), counted from its first ``UNAVAILABLE`` (60 s; 0: no wait,
+            ``UNAVAILABLE`` after gRPC's own 5 tries, ~1.5 s; None: no bound). A render or
+            ``info`` that fails ``UNAVAILABLE`` waits for the channel to connect and is sent
+            again with its whole ``timeout``: a call ends within ``ready_timeout`` plus its
+            ``timeout`` per try. ``health`` never waits. Before its first reply from any server,
+            a client does not wait on a TLS handshake or connection the server refused (a TLS
+            setup that does not match the server's).
+        max_request_bytes: the largest request sent (16 MiB, the server's default
+            ``--max-request-bytes``); it also sets the largest reply message received (8 MiB
+            and a little at the default), so no server can make the client buffer more.
         token: bearer token sent as ``authorization: Bearer <token>``.
         tls_ca, tls_cert, tls_key: PEM files; any of them switches to TLS (cert+key: mutual TLS).
+
+    Raises:
+        ArgumentError: naming ``target``, ``ready_timeout`` or ``max_request_bytes``.
     """
 
     def __init__(self, target: str, **settings: Any):
         super().__init__(target, **settings)
+        self._reached = False  # whether a server has answered this client (or its parent)
         self._channel: grpc.Channel | None = None
         self._renderer_stub: pb_grpc.HeatmapRendererStub | None = None
         self._pid: int | None = None
@@ -83,7 +103,8 @@ class HeatmapClient(ChannelSettings, RemoteRenderCalls[RenderResult, ProfilesRes
                     check_fork_support()  # a forked child of a process that used this client
                 # An inherited channel belongs to the parent's threads: abandon it, never close it.
                 creds = self._credentials()
-                options = channel_options(synchronous=True)
+                options = channel_options(synchronous=True,
+                                          max_request_bytes=self.max_request_bytes)
                 if creds is None:
                     self._channel = grpc.insecure_channel(self.target, options=options)
                 else:
@@ -92,22 +113,47 @@ class HeatmapClient(ChannelSettings, RemoteRenderCalls[RenderResult, ProfilesRes
                 self._pid = os.getpid()
             return self._channel, self._renderer_stub
 
+    def _served(self, attempt: Callable[[bool], ResultT]) -> ResultT:
+        """``attempt(wait_for_ready)`` until a server answers it: a try that fails UNAVAILABLE
+        waits for the channel to be ready, within ``ready_timeout``, and goes again with
+        ``wait_for_ready=True`` and its whole deadline."""
+        wait: ReadyWait | None = None  # made at the first failure: a call that works pays nothing
+        while True:
+            try:
+                result = attempt(wait is not None)
+            except grpc.RpcError as error:
+                if wait is None:
+                    wait = ReadyWait(self.target, self.ready_timeout, self._reached)
+                if not wait.waits_for(error):
+                    raise HeatmapError.from_rpc_error(error) from None
+                if not ready_in_time(self._open(), wait):
+                    raise wait.ran_out(error) from None
+                continue
+            self._reached = True
+            return result
+
     def _call(self, pending: PendingReply, timeout: float | None) -> Any:
         _, stub = self._stub()
-        try:
-            if pending.layout.fits_one_message:
-                # One message each way: the cheapest call gRPC has.
-                result = pending.feed(stub.RenderUnary(
-                    pending.request, timeout=self._timeout(timeout),
-                    metadata=metadata(self._token),
-                ))
-                if result is None:
-                    raise HeatmapError(
-                        grpc.StatusCode.DATA_LOSS, "reply: one message that is not a whole reply")
-                return result
-            call = stub.Render(
-                pending.request, timeout=self._timeout(timeout), metadata=metadata(self._token)
-            )
+        deadline, token = self._timeout(timeout), metadata(self._token)
+        if pending.layout.fits_one_message:
+            # One message each way: the cheapest call gRPC has.
+            def one_message(again: bool) -> Any:
+                if again:
+                    pending.restart()
+                return pending.feed(stub.RenderUnary(
+                    pending.request, timeout=deadline, metadata=token, wait_for_ready=again))
+
+            result = self._served(one_message)
+            if result is None:
+                raise HeatmapError(
+                    grpc.StatusCode.DATA_LOSS, "reply: one message that is not a whole reply")
+            return result
+
+        def streamed(again: bool) -> Any:
+            if again:
+                pending.restart()
+            call = stub.Render(pending.request, timeout=deadline, metadata=token,
+                               wait_for_ready=again)
             for chunk in call:
                 result = pending.feed(chunk)
                 if result is not None:
@@ -120,8 +166,8 @@ class HeatmapClient(ChannelSettings, RemoteRenderCalls[RenderResult, ProfilesRes
             for _ in call:
                 raise HeatmapError(grpc.StatusCode.DATA_LOSS, "reply: chunks after the last one")
             return result
-        except grpc.RpcError as error:
-            raise HeatmapError.from_rpc_error(error) from None
+
+        return self._served(streamed)
 
     def render_many(
         self,
@@ -130,112 +176,58 @@ class HeatmapClient(ChannelSettings, RemoteRenderCalls[RenderResult, ProfilesRes
         window: int = 4,
         timeout: float | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
+        reply_timeout: float | None = CLIENT_TIMEOUT,
     ) -> Iterator[RenderResult]:
         """Pipelines many batches over one ``RenderStream``; yields results in request order.
 
         Each item holds :meth:`render`'s keyword arguments (``keypoints``, ``size``, ``sigma``, ...,
         optionally ``keep_dtype`` and ``out``). At most ``window`` requests are in flight, so the
         server renders and encodes the next batches while this process decodes the current one.
-        ``timeout`` bounds the whole stream (None: no deadline; the client's per-call default does
-        not apply to a stream that may span an epoch). ``idle_timeout`` bounds each wait for a
-        chunk while a request is in flight (None: no bound); the time the caller spends between
-        results does not count.
+
+        Bounds, all of waiting for the server (the time the caller spends between results does
+        not count): ``timeout`` bounds the whole stream (None: no deadline; the client's per-call
+        default does not apply to a stream that may span an epoch). ``idle_timeout`` bounds each
+        wait for a chunk while a request is in flight (None: no bound). ``reply_timeout`` bounds
+        each reply, counted from when it became the oldest in flight (default: the client's
+        ``timeout``; None: no bound), so that a server trickling bytes cannot hold the stream.
+
+        When the stream breaks because the server restarts, or the server ends it for being idle,
+        a new stream sends again, in order, every request whose reply was not complete: every
+        result comes once, in order. The client's ``ready_timeout`` bounds each wait for the
+        server to come back.
 
         Raises:
             HeatmapError: the server's status; ``DATA_LOSS`` for a reply that is not the one asked
-                for or exceeds what it can need; ``DEADLINE_EXCEEDED`` past ``idle_timeout``.
+                for or exceeds what it can need; ``DEADLINE_EXCEEDED`` past ``idle_timeout`` or
+                ``reply_timeout``; ``UNAVAILABLE`` naming the target past ``ready_timeout``.
             ArgumentError: naming the argument of the first item that cannot be sent, after the
                 replies before it.
         """
         if window < 1:
             raise ValueError(f"window: must be >= 1, got {window}")
-        slots = threading.Semaphore(window)
-        pending: deque[PendingReply] = deque()
-        clock = IdleClock(idle_timeout, owed=lambda: bool(pending))
-        lock = threading.Lock()
-        finished = threading.Event()
-        # gRPC consumes the request iterator on its own thread: a bad request is kept here and
-        # re-raised to the caller once the replies before it have been delivered.
-        request_errors: list[Exception] = []
-        all_sent = threading.Event()
-
-        def outgoing() -> Iterator[pb.RenderRequest]:
-            items = enumerate(requests)
-            while True:
-                try:
-                    request_id, item = next(items)
-                    reply = pending_from_item(item, request_id)
-                except StopIteration:
-                    break
-                except Exception as error:  # noqa: BLE001 - re-raised in the caller's thread
-                    # The caller's iterator's errors too: gRPC would only log them and cancel.
-                    request_errors.append(error)
-                    return
-                while not slots.acquire(timeout=0.1):
-                    if finished.is_set():
-                        return
-                with lock:
-                    pending.append(reply)
-                clock.sent()
-                yield reply.request
-            all_sent.set()
-
-        _, stub = self._stub()
-        call = stub.RenderStream(outgoing(), timeout=timeout, metadata=metadata(self._token))
-        watch_from_thread(clock, finished, call.cancel)
-        try:
-            while True:
-                # One chunk at a time: what is held is the replies in flight, each within its
-                # bound, never the stream.
-                clock.reading()
-                chunk = next(call, None)
-                clock.paused()
-                if chunk is None:
-                    break
-                with lock:
-                    if not pending:
-                        raise HeatmapError(
-                            grpc.StatusCode.DATA_LOSS, "reply: a chunk for no request in flight"
-                        )
-                    current = pending[0]
-                result = current.feed(chunk)
-                if result is None:
-                    continue
-                with lock:
-                    pending.popleft()
-                slots.release()
-                yield result
-            if request_errors:
-                raise request_errors[0]
-            if pending or not all_sent.is_set():
-                raise unanswered(pending)
-        except grpc.RpcError as error:
-            if clock.ran_out:
-                raise clock.error() from None
-            raise HeatmapError.from_rpc_error(error) from None
-        finally:
-            finished.set()
-            call.cancel()
+        if reply_timeout is CLIENT_TIMEOUT:
+            reply_timeout = self.timeout
+        IdleClock(idle_timeout, owed=lambda: 0, reply_limit=reply_timeout)  # checked here, now
+        return render_many_blocking(self, requests, window, timeout, idle_timeout, reply_timeout)
 
     def info(self, timeout: float | None = None) -> pb.ServerInfo:
-        """The server's version, device, methods, codecs, dtypes and limits."""
+        """The server's version, device, methods, codecs, dtypes and limits (waits for a server
+        within ``ready_timeout``, as :meth:`render`)."""
         _, stub = self._stub()
-        try:
-            return stub.GetServerInfo(
-                pb.GetServerInfoRequest(),
-                timeout=self._timeout(timeout),
-                metadata=metadata(self._token),
-            )
-        except grpc.RpcError as error:
-            raise HeatmapError.from_rpc_error(error) from None
+        return self._served(lambda again: stub.GetServerInfo(
+            pb.GetServerInfoRequest(), timeout=self._timeout(timeout),
+            metadata=metadata(self._token), wait_for_ready=again,
+        ))
 
     def health(self, service: str = "", timeout: float | None = 5.0) -> str:
-        """The health status name (``SERVING``, ``NOT_SERVING``, ...) of ``service``."""
+        """The health status name (``SERVING``, ``NOT_SERVING``, ...) of ``service``, as it is
+        now: a health check never waits for a server (``UNAVAILABLE`` when none answers)."""
         stub = health_pb2_grpc.HealthStub(self._open())
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as error:
             raise HeatmapError.from_rpc_error(error) from None
+        self._reached = True
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
     def close(self) -> None:

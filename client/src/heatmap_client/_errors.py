@@ -12,6 +12,23 @@ __all__ = ["HeatmapError"]
 
 _DETAILS_KEY = "grpc-status-details-bin"
 
+# gRPC's own words when this end refuses a message over its limits (the peer's say "SERVER:").
+_RECEIVED_TOO_LARGE = "CLIENT: Received message larger than max"
+_SENT_TOO_LARGE = "CLIENT: Sent message larger than max"
+
+
+def _size_refusal(code: grpc.StatusCode, details: str) -> str:
+    """gRPC's refusal of a message over this client's limits, said in terms of its settings."""
+    if code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return details
+    if _RECEIVED_TOO_LARGE in details:
+        return (f"reply: a message larger than any reply to this client's requests can be, "
+                f"refused unread ({details}); max_request_bytes sets the bound")
+    if _SENT_TOO_LARGE in details:
+        return (f"request: larger than max_request_bytes ({details}); raise it with the "
+                "server's --max-request-bytes")
+    return details
+
 
 def _field_at_fault(error: grpc.RpcError) -> str | None:
     """The request field a server's ``google.rpc.BadRequest`` names, if it sent one."""
@@ -50,6 +67,7 @@ class HeatmapError(Exception):
     def from_rpc_error(cls, error: grpc.RpcError) -> HeatmapError:
         code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
         details = (error.details() if hasattr(error, "details") else str(error)) or ""
+        details = _size_refusal(code, details)
         field = _field_at_fault(error)
         argument = None
         if field is not None:

@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="deadline per call in seconds (a whole file: the longest wait for "
                         "one reply)")
+    parser.add_argument("--ready-timeout", type=float, default=10.0,
+                        help="how long a call waits for a server that is not answering (one "
+                        "restarting) before it fails; 0: fail at once (default 10)")
     parser.add_argument("--token-file", default=env("HEATMAP_TOKEN_FILE"),
                         help="file holding the bearer token (env HEATMAP_TOKEN_FILE)")
     parser.add_argument("--tls-ca", default=env("HEATMAP_TLS_CA"), help="CA certificate (PEM)")
@@ -172,8 +175,9 @@ def _client(args: argparse.Namespace) -> HeatmapClient:
     if args.token_file:
         with open(args.token_file) as handle:
             token = handle.read().strip()
-    return HeatmapClient(args.target, timeout=args.timeout, token=token,
-                         tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
+    return HeatmapClient(args.target, timeout=args.timeout, ready_timeout=args.ready_timeout,
+                         token=token, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                         tls_key=args.tls_key)
 
 
 def _samples(args: argparse.Namespace) -> KeypointSet:

@@ -145,6 +145,11 @@ class PendingReply:
         self._keep_dtype = keep_dtype
         self._out = out
 
+    def restart(self) -> None:
+        """Forgets the chunks taken so far: the request is sent again, and its reply starts over
+        (nothing was decoded: that happens at a reply's last chunk)."""
+        self._reader = ReplyReader(self.layout.max_payload)
+
     @property
     def max_message_bytes(self) -> int:
         """The largest reply message this request can bring: its whole payload in one message,

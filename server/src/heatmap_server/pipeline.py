@@ -40,7 +40,12 @@ INLINE_ENCODE_BYTES = 256 << 10
 
 class OutgoingReply:
     """One reply ready to send: its chunks are made (each payload piece copied once) as they are
-    taken. :meth:`close` gives its memory back (buffer lease and budget bytes); call it always."""
+    taken. :meth:`close` gives its memory back (buffer lease and budget bytes); call it always.
+
+    ``chunk_bytes`` is the largest chunk of a streamed reply (weights that would make the last one
+    larger come alone, so that a client's receive limit follows from its requests); None for a
+    reply sent as one message.
+    """
 
     def __init__(
         self,
@@ -50,6 +55,7 @@ class OutgoingReply:
         weights: pb.Tensor,
         timings: pb.Timings,
         holds: list,
+        chunk_bytes: int | None = None,
     ):
         self.request_id = request_id
         self.header = header
@@ -57,10 +63,12 @@ class OutgoingReply:
         self._weights = weights
         self._timings = timings
         self._holds = holds  # what close() releases: a buffer lease (codec none), the grant
+        self._chunk_bytes = chunk_bytes
 
     def chunks(self) -> Iterator[pb.RenderChunk]:
         return reply_chunks(
-            self.request_id, self.header, self._payload.pieces, self._weights, self._timings
+            self.request_id, self.header, self._payload.pieces, self._weights, self._timings,
+            self._chunk_bytes,
         )
 
     def message(self) -> pb.RenderChunk:
@@ -208,4 +216,5 @@ class Pipeline:
         metrics.renders.labels("OK").inc()
         weights = tensor_from_array(rendered.weights, "weights")
         holds = [grant] if job.codec.checksummed else [rendered, grant]
-        return OutgoingReply(job.request_id, header, payload, weights, timings, holds)
+        return OutgoingReply(job.request_id, header, payload, weights, timings, holds,
+                             None if whole else self._chunk_bytes)

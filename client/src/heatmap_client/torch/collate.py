@@ -43,6 +43,7 @@ from torch.utils.data import default_collate
 from heatmap_client import ArgumentError, HeatmapClient, RenderOptions
 from heatmap_client.options import SimccOptions
 
+from .._channel import DEFAULT_READY_TIMEOUT_S
 from .._render_api import KeywordRenderer, RenderCalls
 from .batches import BatchFields, Key
 from .local import LocalRenderer
@@ -103,6 +104,9 @@ class HeatmapCollate:
             :class:`~heatmap_client.options.SimccOptions`).
         timeout: deadline in seconds for each batch's call (None: the client's own; 30 s for a
             client made from a target).
+        ready_timeout: for a client made from a target, how long a batch waits for a server that
+            restarts (see :class:`~heatmap_client.HeatmapClient`; 60 s, 0: no wait, None: no
+            bound). A client given keeps its own.
         collate_fn: collates the samples before rendering (default: torch's ``default_collate``).
     """
 
@@ -124,6 +128,7 @@ class HeatmapCollate:
         codec: str = "auto",
         keep_dtype: bool = False,
         timeout: float | None = None,
+        ready_timeout: float | None = DEFAULT_READY_TIMEOUT_S,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         output: str = "dense",
         target: str = "heatmap",
@@ -174,7 +179,7 @@ class HeatmapCollate:
                 self.targets = SeparableTargets(self.options, keys)
             else:
                 self.targets = DenseTargets(self.options, keep_dtype, keys)
-        self.client = _renderer(client_or_target, timeout, target, output)
+        self.client = _renderer(client_or_target, timeout, target, output, ready_timeout)
         self.fields = BatchFields(keypoints_key, visibility_key, sigma_key)
         self.heatmaps_key, self.weights_key = heatmaps_key, weights_key
         self.timeout = timeout
@@ -236,15 +241,21 @@ class HeatmapCollate:
 
 
 def _renderer(
-    client_or_target: Any, timeout: float | None, target: str, output: str
+    client_or_target: Any, timeout: float | None, target: str, output: str,
+    ready_timeout: float | None,
 ) -> RenderCalls:
     """What renders the batches: a client made for a target, the local renderer, or the object
     given (one that only has the client's typed methods is adapted to take options whole)."""
+    made = isinstance(client_or_target, str) and client_or_target != LOCAL
+    if ready_timeout != DEFAULT_READY_TIMEOUT_S and not made:
+        raise ArgumentError("ready_timeout", "only for a client made from a target (a client "
+                                             "given keeps its own)")
     if isinstance(client_or_target, str) and client_or_target == LOCAL:
         return LocalRenderer()
     if isinstance(client_or_target, str):
         return HeatmapClient(
-            client_or_target, timeout=DEFAULT_TIMEOUT_S if timeout is None else timeout
+            client_or_target, timeout=DEFAULT_TIMEOUT_S if timeout is None else timeout,
+            ready_timeout=ready_timeout,
         )
     if not callable(getattr(client_or_target, "render", None)):
         raise TypeError(

@@ -1,11 +1,16 @@
 """Reply framing, both directions: a reply's chunks out (server) and in (client).
 
 A reply is ``header chunk ... last chunk``: the first chunk carries the :class:`TensorHeader`,
-every chunk up to ``chunk_bytes`` of payload, the last one the weights and timings; a reply that
-fits one message is that one chunk. The server builds chunks with :func:`reply_chunks` as gRPC
-takes them; the client reads them with a :class:`ReplyReader`, which stops as soon as the payload
-outgrows what the header announced or what the request can need (its
-:class:`~heatmap_client.wire.layouts.ReplyLayout`), so no server can make it hold more than that.
+every chunk up to ``chunk_bytes`` of payload (:data:`CHUNK_BYTES`), the last one the weights and
+timings; a reply that fits one message is that one chunk. Weights that would make the last chunk
+larger than ``chunk_bytes`` travel in a chunk of their own, after the payload (up to 8 MiB for a
+request of 2M keypoints): so no streamed message is larger than the chunk size or the weights,
+and a client sets gRPC's receive limit from its largest request. Readers take both framings.
+
+The server builds chunks with :func:`reply_chunks` as gRPC takes them; the client reads them with
+a :class:`ReplyReader`, which stops as soon as the payload outgrows what the header announced or
+what the request can need (its :class:`~heatmap_client.wire.layouts.ReplyLayout`), so no server
+can make it hold more than that.
 """
 
 from __future__ import annotations
@@ -15,12 +20,34 @@ from dataclasses import dataclass
 
 from heatmap.v1 import heatmap_pb2 as pb
 
+from .layouts import MAX_UNARY_REPLY_BYTES, MESSAGE_FRAMING_BYTES
+
 __all__ = [
+    "CHUNK_BYTES",
     "FramingError",
     "ReceivedReply",
     "ReplyReader",
+    "max_reply_message_bytes",
     "reply_chunks",
 ]
+
+
+# Payload bytes per streamed chunk: large enough that framing costs nothing, small enough that a
+# reader that stalls holds little.
+CHUNK_BYTES = 1 << 20
+
+
+def max_reply_message_bytes(max_request_bytes: int) -> int:
+    """The largest message of any legal reply to a request of at most ``max_request_bytes``: a
+    client's receive limit.
+
+    A reply is one message of at most ``MAX_UNARY_REPLY_BYTES`` of payload and weights, or chunks
+    of at most ``CHUNK_BYTES`` of payload with the weights alone when they would make the last
+    one larger. Weights are 4 bytes per keypoint and a request carries 8 bytes of coordinates
+    per keypoint: they are at most half a request.
+    """
+    largest_weights = max_request_bytes // 2
+    return max(MAX_UNARY_REPLY_BYTES, CHUNK_BYTES, largest_weights) + MESSAGE_FRAMING_BYTES
 
 
 class FramingError(ValueError):
@@ -33,22 +60,30 @@ def reply_chunks(
     pieces: Sequence[bytes | memoryview],
     weights: pb.Tensor,
     timings: pb.Timings,
+    chunk_bytes: int | None = None,
 ) -> Iterator[pb.RenderChunk]:
     """The chunks of one reply, made one at a time (a consumer that stops reading holds one).
 
-    ``pieces`` are the payload cut to the chunk size; an empty payload still makes one chunk, the
-    one that carries header, weights and timings.
+    ``pieces`` are the payload cut to ``chunk_bytes``; an empty payload still makes one chunk, the
+    one that carries header, weights and timings. With ``chunk_bytes``, weights that would make
+    the last chunk larger than that come in a chunk of their own; without, they always ride with
+    the last piece (a reply sent as one message).
     """
     count = max(len(pieces), 1)
+    last_piece = len(pieces[-1]) if pieces else 0
+    alone = (chunk_bytes is not None and last_piece > 0
+             and last_piece + len(weights.data) > chunk_bytes)
     for index in range(count):
         chunk = pb.RenderChunk(request_id=request_id, data=bytes(pieces[index]) if pieces else b"")
         if index == 0:
             chunk.header.CopyFrom(header)
-        if index == count - 1:
+        if index == count - 1 and not alone:
             chunk.last = True
             chunk.weights.CopyFrom(weights)
             chunk.timings.CopyFrom(timings)
         yield chunk
+    if alone:
+        yield pb.RenderChunk(request_id=request_id, weights=weights, timings=timings, last=True)
 
 
 # Pieces smaller than this are joined before they are kept (see ReplyReader).
