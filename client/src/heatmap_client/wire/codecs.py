@@ -171,7 +171,7 @@ def _decode_one_shot(piece: bytes, outs: Sequence[np.ndarray], total: int) -> bo
         return False
     if len(data) != total:
         return False
-    start = 0
+    data, start = memoryview(data), 0  # slices of a memoryview copy nothing
     for out in outs:
         if out.size:  # an empty array's view is b"", read-only
             view = _byte_view(out)
