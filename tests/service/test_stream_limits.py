@@ -30,7 +30,7 @@ KEYPOINTS = np.random.default_rng(3).uniform(0, 32, (4, 17, 2)).astype(np.float3
 
 
 def _held(port: int) -> float:
-    return scrape(port).value("heatmap_renderer_calls")
+    return scrape(port).value("heatmap_open_streams")
 
 
 def _health(channel: grpc.Channel, timeout: float = 10) -> int:
@@ -45,21 +45,25 @@ def _served(target: str) -> None:
     assert result.heatmaps.shape == (4, 17, 32, 32) and result.heatmaps.max() > 0.5
 
 
-@pytest.mark.parametrize("connections", [1, 2])
+@pytest.mark.parametrize("connections", [1, 2, 10])
 def test_300_idle_streams_leave_health_and_a_new_client_served(connections):
     port = free_port()
     with running_server("--metrics-port", str(port)) as server:
         _served(server.target)
         warm = rss_bytes(server.process.pid)
-        at_server = 100 * connections  # the default --max-streams-per-connection, under 256
+        # 100 a connection (--max-streams-per-connection), 256 in all (--max-open-streams)
+        at_server = min(100 * connections, 256)
         with IdleStreams(server.target, 300, connections) as idle:
             assert wait_for(lambda: _held(port) == at_server, timeout=60), scrape(port)
+            refused = 300 - at_server if connections * 100 > 256 else 0
+            assert wait_for(lambda: len(idle.ended()) == refused, timeout=30)
+            assert {call.code() for call in idle.ended()} <= {grpc.StatusCode.RESOURCE_EXHAUSTED}
             with connection(server.target) as channel:
                 assert _health(channel) == SERVING
-            _served(server.target)
+            _served(server.target)  # single calls have slots of their own
             grown = rss_bytes(server.process.pid) - warm
-            assert _held(port) == at_server  # the rest still wait in their client
-            assert not idle.ended()
+            assert _held(port) == at_server  # the rest wait in their client, or were refused
+            assert len(idle.ended()) == refused
         assert grown < 64 * MiB, grown  # measured: a few MiB
         assert wait_for(lambda: _held(port) == 0, timeout=30), scrape(port)
         server.stop()

@@ -26,7 +26,7 @@ from heatmap.v1 import heatmap_pb2 as pb
 from heatmap_client.wire import MAX_UNARY_REPLY_BYTES
 
 from . import __version__
-from .admission import CallSlots
+from .admission import single_call_slots, stream_slots
 from .auth import BearerTokenInterceptor, read_token
 from .batching import Batcher
 from .budget import ByteBudget
@@ -75,6 +75,7 @@ class ServerConfig:
     send_timeout_s: float = 120.0
     stream_idle_s: float = 60.0
     max_concurrent_rpcs: int = 256
+    max_open_streams: int = 256
     max_streams_per_connection: int = 100
     pool_idle_bytes: int = 256 << 20
     pool_idle_s: float = 30.0
@@ -115,8 +116,10 @@ _HELP = {
     "send_timeout_s": "a call whose client takes no chunk for this long is cut off",
     "stream_idle_s": "a RenderStream with no request in flight for this long is ended "
                      "UNAVAILABLE (0: never)",
-    "max_concurrent_rpcs": "renderer calls (Render, RenderUnary, RenderStream) served at once "
-                           "(RESOURCE_EXHAUSTED beyond); health is never refused",
+    "max_concurrent_rpcs": "Render and RenderUnary calls served at once (RESOURCE_EXHAUSTED "
+                           "beyond); health is never refused",
+    "max_open_streams": "RenderStreams open at once (RESOURCE_EXHAUSTED beyond), idle ones "
+                        "included: they cannot keep single calls out",
     "max_streams_per_connection": "calls one client connection may have open at once (HTTP/2 "
                                   "MAX_CONCURRENT_STREAMS; more wait in the client)",
     "pool_idle_bytes": "idle output buffers the pool keeps for reuse",
@@ -209,16 +212,17 @@ def resolve_device(name: str) -> torch.device:
 
 def _check_bounds(config: ServerConfig) -> None:
     """Refuses, naming the flag, bounds the server cannot run with."""
-    for name, least in (("max_concurrent_rpcs", 1), ("max_streams_per_connection", 1),
-                        ("stream_idle_s", 0)):
+    for name, least in (("max_concurrent_rpcs", 1), ("max_open_streams", 1),
+                        ("max_streams_per_connection", 1), ("stream_idle_s", 0)):
         if not getattr(config, name) >= least:
             flag = "--" + name.replace("_", "-")
             raise SystemExit(
                 f"heatmap-server: {flag} must be at least {least}, got {getattr(config, name)}")
-    if config.max_streams_per_connection >= config.max_concurrent_rpcs:
-        log.warning("--max-streams-per-connection %d >= --max-concurrent-rpcs %d: one client "
-                    "connection can hold every renderer slot", config.max_streams_per_connection,
-                    config.max_concurrent_rpcs)
+    for name in ("max_concurrent_rpcs", "max_open_streams"):
+        if config.max_streams_per_connection >= getattr(config, name):
+            log.warning("--max-streams-per-connection %d >= --%s %d: one client connection can "
+                        "hold every one of its slots", config.max_streams_per_connection,
+                        name.replace("_", "-"), getattr(config, name))
 
 
 def _read(path: str) -> bytes:
@@ -314,19 +318,20 @@ async def serve(config: ServerConfig) -> None:
     )
     encoders = ThreadPoolExecutor(max_workers=config.encode_threads, thread_name_prefix="encode")
     # No maximum_concurrent_rpcs here: gRPC's counts health checks too, so busy renderer calls
-    # would have a liveness probe refused. The service bounds its own calls (CallSlots).
+    # would have a liveness probe refused. The service bounds its own calls (admission.py).
     server = grpc.aio.server(
         options=_server_options(limits, config.max_streams_per_connection),
         interceptors=interceptors,
     )
     metrics.renderer_calls_limit.set(config.max_concurrent_rpcs)
+    metrics.open_streams_limit.set(config.max_open_streams)
     metrics.streams_per_connection_limit.set(config.max_streams_per_connection)
     service = HeatmapRendererService(
         batcher, encoders, limits, metrics, encode_workers=config.encode_threads,
         budget=budget, budget_wait_s=config.budget_wait_s,
         stream_window_bytes=config.stream_window_bytes, send_timeout_s=config.send_timeout_s,
-        slots=CallSlots(config.max_concurrent_rpcs, metrics.renderer_calls,
-                        metrics.refused_calls),
+        slots=single_call_slots(config.max_concurrent_rpcs, metrics),
+        streams=stream_slots(config.max_open_streams, metrics),
         stream_idle_s=config.stream_idle_s,
     )
     add_to_server(service, server)

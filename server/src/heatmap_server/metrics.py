@@ -119,16 +119,28 @@ class Metrics:
         self.kernel_cache_bytes.set_function(lambda: float(table_cache_info()["bytes"]))
         self.kernel_cache_entries.set_function(lambda: float(table_cache_info()["entries"]))
         self.renderer_calls = Gauge(
-            "heatmap_renderer_calls", "Renderer calls (Render, RenderUnary, RenderStream) being "
-            "served, each holding one of --max-concurrent-rpcs", registry=registry,
+            "heatmap_renderer_calls", "Render and RenderUnary calls being served, each holding "
+            "one of --max-concurrent-rpcs", registry=registry,
         )
         self.renderer_calls_limit = Gauge(
-            "heatmap_renderer_calls_limit", "Renderer calls served at once at most "
+            "heatmap_renderer_calls_limit", "Render and RenderUnary calls served at once at most "
             "(--max-concurrent-rpcs)", registry=registry,
         )
         self.refused_calls = Counter(
-            "heatmap_refused_calls", "Renderer calls refused RESOURCE_EXHAUSTED because "
-            "--max-concurrent-rpcs calls were being served", registry=registry,
+            "heatmap_refused_calls", "Render and RenderUnary calls refused RESOURCE_EXHAUSTED "
+            "because --max-concurrent-rpcs were being served", registry=registry,
+        )
+        self.open_streams = Gauge(
+            "heatmap_open_streams", "RenderStreams open, each holding one of --max-open-streams",
+            registry=registry,
+        )
+        self.open_streams_limit = Gauge(
+            "heatmap_open_streams_limit", "RenderStreams open at once at most "
+            "(--max-open-streams)", registry=registry,
+        )
+        self.refused_streams = Counter(
+            "heatmap_refused_streams", "RenderStreams refused RESOURCE_EXHAUSTED because "
+            "--max-open-streams were open", registry=registry,
         )
         self.idle_streams_ended = Counter(
             "heatmap_idle_streams_ended", "RenderStreams ended UNAVAILABLE after --stream-idle-s "

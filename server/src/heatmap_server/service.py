@@ -5,9 +5,9 @@ batcher's device thread, encoded on the encoder pool and streamed back in chunks
 ``chunk_bytes`` (:mod:`.pipeline`); those two modules are where protobuf messages and renderer
 arguments meet. Bad input ends the call with ``INVALID_ARGUMENT`` and a ``google.rpc.BadRequest``
 naming the field; limits end it with ``RESOURCE_EXHAUSTED``. The server itself never fails on a
-request. Each renderer call holds one of ``--max-concurrent-rpcs`` slots (:mod:`.admission`); a
-stream is ended when its client stops reading (:class:`.SendWatch`) or stops sending
-(:class:`.IdleWatch`).
+request. A single call holds one of ``--max-concurrent-rpcs`` slots, a RenderStream one of
+``--max-open-streams`` (:mod:`.admission`); a stream is ended when its client stops reading
+(:class:`.SendWatch`) or stops sending (:class:`.IdleWatch`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from heatmap_client.wire import (
 )
 
 from . import __version__
-from .admission import CallSlots
+from .admission import CallSlots, single_call_slots, stream_slots
 from .batching import Batcher
 from .budget import ByteBudget
 from .errors import RequestError
@@ -80,7 +80,8 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         budget_wait_s: how long a reply may wait for room in it.
         stream_window_bytes: reply bytes one RenderStream may hold ahead of its reader.
         send_timeout_s: a call whose client takes no chunk for this long is cut off.
-        slots: the bound on renderer calls served at once (None: 256).
+        slots: the bound on Render and RenderUnary calls served at once (None: 256).
+        streams: the bound on RenderStreams open at once (None: 256).
         stream_idle_s: a RenderStream with no request in flight for this long is ended
             UNAVAILABLE (0: never).
     """
@@ -98,6 +99,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         stream_window_bytes: int = 64 << 20,
         send_timeout_s: float = 120.0,
         slots: CallSlots | None = None,
+        streams: CallSlots | None = None,
         stream_idle_s: float = 60.0,
     ):
         self._batcher = batcher
@@ -106,7 +108,8 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         budget = budget or ByteBudget(512 << 20, on_change=metrics.budget_in_use.set)
         self._stream_window_bytes = stream_window_bytes
         self._send_timeout_s = send_timeout_s
-        self._slots = slots or CallSlots(256, metrics.renderer_calls, metrics.refused_calls)
+        self._slots = slots or single_call_slots(256, metrics)
+        self._streams = streams or stream_slots(256, metrics)
         self._stream_idle_s = stream_idle_s
         self._pipeline = Pipeline(
             batcher, encoders, encode_workers, limits.chunk_bytes, metrics, budget, budget_wait_s
@@ -121,13 +124,15 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         return SendWatch(self._send_timeout_s, cut, context)
 
     @contextlib.asynccontextmanager
-    async def _observe(self, rpc: str, context: grpc.aio.ServicerContext):
-        """Holds a call slot (or refuses the call), counts the RPC by its final code, keeps the
-        in-flight gauge, and turns unexpected exceptions into INTERNAL (logged here with their
-        traceback, never sent to the client)."""
+    async def _observe(self, rpc: str, context: grpc.aio.ServicerContext,
+                       slots: CallSlots | None = None):
+        """Holds a slot of ``slots`` (the single calls' by default) or refuses the call, counts
+        the RPC by its final code, keeps the in-flight gauge, and turns unexpected exceptions
+        into INTERNAL (logged here with their traceback, never sent to the client)."""
         outcome = Outcome()
+        slots = slots or self._slots
         try:
-            self._slots.take()
+            slots.take()
         except RequestError as full:
             self._metrics.requests.labels(rpc, full.code.name).inc()
             await context.abort_with_status(full.to_status())
@@ -146,7 +151,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
                 grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__})"
             )
         finally:
-            self._slots.give_back()
+            slots.give_back()
             self._metrics.in_flight.dec()
             self._metrics.requests.labels(rpc, outcome.code.name).inc()
 
@@ -208,7 +213,7 @@ class HeatmapRendererService(pb_grpc.HeatmapRendererServicer):
         # Requests are read and started ahead while earlier replies are being sent, so render and
         # encode overlap the client's decode; replies stay in order. A reply is started only once
         # it has won its bytes in the stream's window: a reader that stalls stops the rendering.
-        async with self._observe("RenderStream", context) as outcome:
+        async with self._observe("RenderStream", context, self._streams) as outcome:
             pending: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
             window = ByteBudget(
                 self._stream_window_bytes, name="stream window", flag="--stream-window-bytes",
