@@ -142,15 +142,9 @@ class AsyncHeatmapClient(
             chunks = aiter(call)
             try:
                 while (chunk := await next_chunk(chunks, clock)) is not None:
-                    current = outbox.oldest()
-                    if current is None:
-                        raise HeatmapError(
-                            grpc.StatusCode.DATA_LOSS, "reply: a chunk for no request in flight"
-                        )
-                    result = current.feed(chunk)
+                    result = outbox.feed(chunk)
                     if result is None:
                         continue
-                    outbox.answered()
                     slots.release()
                     clock.replied()
                     wait.progressed()

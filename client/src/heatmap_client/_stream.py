@@ -100,14 +100,23 @@ class Outbox:
                 self._pending.append(reply)
             return reply
 
-    def oldest(self) -> PendingReply | None:
-        with self._lock:
-            return self._pending[0] if self._pending else None
+    def feed(self, chunk: pb.RenderChunk) -> RenderResult | None:
+        """Gives ``chunk`` to the oldest reply in flight; returns its result once that reply is
+        whole (and no longer in flight).
 
-    def answered(self) -> None:
-        """The oldest reply is complete."""
+        Raises:
+            HeatmapError: ``DATA_LOSS`` for a chunk with no request in flight, or as
+                :meth:`PendingReply.feed`.
+        """
         with self._lock:
-            self._pending.popleft()
+            current = self._pending[0] if self._pending else None
+        if current is None:
+            raise HeatmapError(grpc.StatusCode.DATA_LOSS, "reply: a chunk for no request in flight")
+        result = current.feed(chunk)
+        if result is not None:
+            with self._lock:
+                self._pending.popleft()
+        return result
 
     def reopen(self) -> list[PendingReply]:
         """Starts a new stream's generation; returns the requests it sends first, in order (their
@@ -234,14 +243,9 @@ def render_many_blocking(
                     clock.paused()
                 if chunk is None:
                     break
-                current = outbox.oldest()
-                if current is None:
-                    raise HeatmapError(
-                        grpc.StatusCode.DATA_LOSS, "reply: a chunk for no request in flight")
-                result = current.feed(chunk)
+                result = outbox.feed(chunk)
                 if result is None:
                     continue
-                outbox.answered()
                 slots.release()
                 clock.replied()
                 wait.progressed()
