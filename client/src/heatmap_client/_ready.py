@@ -9,14 +9,18 @@ What gRPC (1.85) does on its own, measured against the real server on loopback:
   ``DEADLINE_EXCEEDED`` "Deadline Exceeded", which does not tell a wait from slow work.
 - A call in flight when the server stops (kill -9, or the end of its grace period) fails
   ``UNAVAILABLE``; gRPC retries nothing that the server has begun to answer.
+- A call that reached a server as it began to shut down, before a handler took it, fails
+  ``CANCELLED`` (details "CANCELLED", the server's reset of the stream): 6 of ~2,600 calls from 4
+  threads over 15 SIGTERM restarts. This client cancels no call it is waiting on (gRPC's words for
+  that are "Locally cancelled by application!"), so such a CANCELLED is the server going away.
 - Between connection attempts gRPC backs off up to 120 s by default, so a waiting call found a
   server back after 4 s too late for a 10 s deadline (the channel now tries every second at most).
 
-So the wait is the client's, around gRPC's: a call that fails ``UNAVAILABLE`` waits for the
-channel to be ready (gRPC's own connectivity watch), within ``ready_timeout`` counted from that
-first failure, and is sent again, with ``wait_for_ready=True`` and its own full deadline. Renders
-and ``info`` are idempotent, so a second try is safe; ``health`` never waits (a probe wants the
-truth now).
+So the wait is the client's, around gRPC's: a call that fails ``UNAVAILABLE`` (or ``CANCELLED``
+by the server) waits for the channel to be ready (gRPC's own connectivity watch), within
+``ready_timeout`` counted from that first failure, and is sent again, with ``wait_for_ready=True``
+and its own full deadline. Renders and ``info`` are idempotent, so a second try is safe;
+``health`` never waits (a probe wants the truth now).
 
 A client that has never had a reply from any server does not wait when the server it reached
 closed the connection or failed the TLS handshake: that is a TLS setup that does not match the
@@ -34,6 +38,8 @@ from ._errors import HeatmapError
 
 __all__ = ["ReadyWait", "ready_in_time", "ready_in_time_aio", "status_of"]
 
+# How gRPC words a call's CANCELLED when this process cancelled it (any other is the server's).
+_CANCELLED_HERE = "Locally cancelled"
 # Signs, in gRPC's words, of a server that was reached and refused this client's transport.
 _TRANSPORT_REFUSED = ("handshake", "socket closed")
 
@@ -73,10 +79,16 @@ class ReadyWait:
         """Whether a call that failed with ``error`` should wait for a server and go again; the
         clock starts at the first such failure."""
         code, details = status_of(error)
+        if code == grpc.StatusCode.CANCELLED and not details.startswith(_CANCELLED_HERE):
+            return self._limit != 0 and self._started()
         if code != grpc.StatusCode.UNAVAILABLE or self._limit == 0:
             return False
         if not self._reached and any(sign in details.lower() for sign in _TRANSPORT_REFUSED):
             return False
+        return self._started()
+
+    def _started(self) -> bool:
+        """Starts the clock at the first failure that waits; True."""
         if self._until is None and self._limit is not None:
             self._until = time.monotonic() + self._limit
         return True
