@@ -69,40 +69,16 @@ def encode_numpy(spec: TargetSpec, keypoints: Any, keypoints_visible: Any) -> di
     return {key: value[0].numpy() for key, value in encoded.items()}
 
 
-@KEYPOINT_CODECS.register_module()
-class FastMSRAHeatmap(MSRAHeatmap):
-    """mmpose's ``MSRAHeatmap`` (SimpleBaseline, HRNet; ``unbiased=True``: DARK), vectorised.
-
-    Args: as ``MSRAHeatmap``: ``input_size`` ``(w, h)``, ``heatmap_size`` ``(W, H)``, ``sigma``,
-    ``unbiased``, ``blur_kernel_size`` (decoding only).
-
-    ``encode(keypoints (1, K, 2), keypoints_visible (1, K))`` returns ``heatmaps (K, H, W)``
-    float32 and ``keypoint_weights (1, K)``; ``decode()`` is mmpose's.
-    """
+class _VectorisedEncode:
+    """``encode()`` as one render of the codec's :class:`TargetSpec`, set up once with the codec;
+    mmpose's own ``encode()`` where the codec has none (placed before mmpose's class)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._spec = target_spec(self)
+        self._spec = self._vectorised_spec()
 
-    def encode(self, keypoints: np.ndarray,
-               keypoints_visible: np.ndarray | None = None) -> dict:
-        return encode_numpy(self._spec, keypoints, keypoints_visible)
-
-
-@KEYPOINT_CODECS.register_module()
-class FastUDPHeatmap(UDPHeatmap):
-    """mmpose's ``UDPHeatmap`` (UDP, RTMPose's heatmap variants), vectorised.
-
-    Args: as ``UDPHeatmap``. ``heatmap_type='gaussian'`` (the default) is rendered here;
-    ``'combined'`` (offset maps) runs mmpose's own encoder unchanged.
-
-    ``encode(keypoints (1, K, 2), keypoints_visible (1, K))`` returns ``heatmaps (K, H, W)``
-    float32 and ``keypoint_weights (1, K)``; ``decode()`` is mmpose's.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._spec = target_spec(self) if self.heatmap_type == "gaussian" else None
+    def _vectorised_spec(self) -> TargetSpec | None:
+        return target_spec(self)
 
     def encode(self, keypoints: np.ndarray,
                keypoints_visible: np.ndarray | None = None) -> dict:
@@ -112,7 +88,34 @@ class FastUDPHeatmap(UDPHeatmap):
 
 
 @KEYPOINT_CODECS.register_module()
-class FastSimCCLabel(SimCCLabel):
+class FastMSRAHeatmap(_VectorisedEncode, MSRAHeatmap):
+    """mmpose's ``MSRAHeatmap`` (SimpleBaseline, HRNet; ``unbiased=True``: DARK), vectorised.
+
+    Args: as ``MSRAHeatmap``: ``input_size`` ``(w, h)``, ``heatmap_size`` ``(W, H)``, ``sigma``,
+    ``unbiased``, ``blur_kernel_size`` (decoding only).
+
+    ``encode(keypoints (1, K, 2), keypoints_visible (1, K))`` returns ``heatmaps (K, H, W)``
+    float32 and ``keypoint_weights (1, K)``; ``decode()`` is mmpose's.
+    """
+
+
+@KEYPOINT_CODECS.register_module()
+class FastUDPHeatmap(_VectorisedEncode, UDPHeatmap):
+    """mmpose's ``UDPHeatmap`` (UDP, RTMPose's heatmap variants), vectorised.
+
+    Args: as ``UDPHeatmap``. ``heatmap_type='gaussian'`` (the default) is rendered here;
+    ``'combined'`` (offset maps) runs mmpose's own encoder unchanged.
+
+    ``encode(keypoints (1, K, 2), keypoints_visible (1, K))`` returns ``heatmaps (K, H, W)``
+    float32 and ``keypoint_weights (1, K)``; ``decode()`` is mmpose's.
+    """
+
+    def _vectorised_spec(self) -> TargetSpec | None:
+        return target_spec(self) if self.heatmap_type == "gaussian" else None
+
+
+@KEYPOINT_CODECS.register_module()
+class FastSimCCLabel(_VectorisedEncode, SimCCLabel):
     """mmpose's ``SimCCLabel`` (SimCC, RTMPose), vectorised over every instance and keypoint.
 
     Args: as ``SimCCLabel``: ``input_size`` ``(w, h)``, ``smoothing_type``, ``sigma`` (a number
@@ -124,11 +127,3 @@ class FastSimCCLabel(SimCCLabel):
     (N, K, Wx)``, ``keypoint_y_labels (N, K, Hy)`` (float32) and ``keypoint_weights (N, K)``;
     ``decode()`` is mmpose's.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._spec = target_spec(self)
-
-    def encode(self, keypoints: np.ndarray,
-               keypoints_visible: np.ndarray | None = None) -> dict:
-        return encode_numpy(self._spec, keypoints, keypoints_visible)
